@@ -1,0 +1,50 @@
+"""Every Redis key name confsvc uses. Nothing else in the code spells a key.
+
+Prefix ``cs:`` keeps confsvc's keys apart from anything else in a shared Redis.
+Times stored in Redis are UTC (ISO 8601 strings or epoch seconds, as each key says).
+"""
+
+from __future__ import annotations
+
+PREFIX = "cs:"
+
+# --- store meta -------------------------------------------------------------------------------
+SCHEMA_VERSION = PREFIX + "schema"  # string: the data layout version
+BOOTSTRAP_LOCK = PREFIX + "lock:bootstrap"  # string with TTL: first-start work runs once
+
+# --- directory --------------------------------------------------------------------------------
+SITES = PREFIX + "sites"  # hash: code -> JSON of the site (code, name, kind, parent, token_hash...)
+SITES_VERSION = PREFIX + "sites:version"  # integer, raised on every import
+
+
+def site_token(token_hash: str) -> str:
+    """string: site code, for a site join token's SHA-256 hex digest."""
+    return f"{PREFIX}sitetoken:{token_hash}"
+
+
+# --- accounts ---------------------------------------------------------------------------------
+USERS = PREFIX + "users"  # hash: username -> JSON of the account (role, password hash, ...)
+
+
+def api_token(token_hash: str) -> str:
+    """hash: username, created, label; for an API token's SHA-256 hex digest."""
+    return f"{PREFIX}apitoken:{token_hash}"
+
+
+def user_api_tokens(username: str) -> str:
+    """set: token hashes of a user's API tokens."""
+    return f"{PREFIX}user:{username}:apitokens"
+
+
+# Web sessions: aiohttp-session's RedisStorage writes "<cookie name>_<session id>".
+SESSION_COOKIE = "confsvc_session"
+
+
+def web_session(session_id: str) -> str:
+    return f"{SESSION_COOKIE}_{session_id}"
+
+
+# --- login throttling -------------------------------------------------------------------------
+def login_failures(username: str) -> str:
+    """integer with TTL: failed logins of an account in the current window."""
+    return f"{PREFIX}loginfail:{username}"
