@@ -19,7 +19,8 @@ import pytest
 import redis as syncredis
 
 from confsvc.store.embedded import find_redis_server
-from confsvc.store.redis import Redis, client
+from confsvc.store.redis import Redis
+from confsvc.store.redis import client as redis_client
 
 
 @pytest.fixture(scope="session")
@@ -64,9 +65,82 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    r = client(redis_url)
+    r = redis_client(redis_url)
     await r.flushdb()
     try:
         yield r
     finally:
         await r.aclose()
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+TEST_SECRET = "test-secret-key-0123456789abcdef"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str):
+    from confsvc.config import Settings
+
+    return Settings(data_dir=tmp_path / "data", redis_url=redis_url, secret_key=TEST_SECRET, admin_password=PASSWORD)
+
+
+@pytest.fixture
+async def app(settings, redis: Redis):
+    """The whole application on the test Redis, bootstrapped (demo directory, links, admin)."""
+    from confsvc.app import bootstrap, build_app
+
+    await bootstrap(settings, redis, TEST_SECRET)
+    return build_app(settings, redis, TEST_SECRET)
+
+
+@pytest.fixture
+async def client(aiohttp_client, app):
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+def login(redis: Redis):
+    """``await login(client, role)``: create a user of that role (once) and sign the client in.
+
+    Returns the username. The client keeps the session cookie; ``client.csrf`` holds the CSRF
+    token to send with state-changing requests (form field ``_csrf`` or header ``X-CSRF-Token``).
+    """
+    import re
+
+    from confsvc.auth.accounts import Accounts, UserExists
+
+    async def do(client, role: str, username: str | None = None) -> str:
+        username = username or f"{role}1"
+        try:
+            await Accounts(redis).create(username, role, PASSWORD)
+        except UserExists:
+            pass
+        page = await client.get("/login")
+        token = re.search(r'name="_csrf" value="([^"]+)"', await page.text()).group(1)
+        resp = await client.post(
+            "/login", data={"username": username, "password": PASSWORD, "_csrf": token}, allow_redirects=False
+        )
+        assert resp.status == 303, await resp.text()
+        home = await client.get("/")
+        client.csrf = re.search(r'name="_csrf" value="([^"]+)"', await home.text()).group(1)
+        return username
+
+    return do
+
+
+@pytest.fixture
+def api_token(redis: Redis):
+    """``await api_token(role)``: a Bearer token of a new user of that role."""
+    from confsvc.auth.accounts import Accounts, UserExists
+
+    async def do(role: str, username: str | None = None) -> str:
+        username = username or f"{role}-bot"
+        accounts = Accounts(redis)
+        try:
+            await accounts.create(username, role, PASSWORD)
+        except UserExists:
+            pass
+        return await accounts.create_api_token(username)
+
+    return do

@@ -60,9 +60,24 @@ async def error_middleware(
     except ApiError as exc:
         return json_error(exc.status, exc.error, exc.detail, **exc.extra)
     except web.HTTPException as exc:
-        if 400 <= exc.status < 500 and _wants_json(request) and exc.content_type != "application/json":
+        if not 400 <= exc.status < 500 or exc.content_type == "application/json":
+            raise
+        if _wants_json(request):
             return json_error(exc.status, _CODES.get(exc.status, "error"), exc.reason or exc.text or "")
-        raise
+        return await _error_page(request, exc)
+
+
+async def _error_page(request: web.Request, exc: web.HTTPException) -> web.StreamResponse:
+    import aiohttp_jinja2
+
+    if aiohttp_jinja2.get_env(request.app) is None:
+        raise exc
+    status = exc.status if exc.status in (403, 404, 405, 429) else 404
+    try:
+        return aiohttp_jinja2.render_template("error.html", request, {"status": status}, status=exc.status)
+    except Exception:  # never let an error page hide the error
+        log.exception("error page failed")
+        raise exc from None
 
 
 async def read_json(request: web.Request, max_bytes: int = 256 * 1024) -> dict[str, Any]:

@@ -48,3 +48,7 @@ def web_session(session_id: str) -> str:
 def login_failures(username: str) -> str:
     """integer with TTL: failed logins of an account in the current window."""
     return f"{PREFIX}loginfail:{username}"
+
+# --- site join links ------------------------------------------------------------------------
+SITE_LINKS = PREFIX + "sitelinks"  # hash: site code -> JSON {nonce, hash, rotated_at, revoked}
+SECRET_FINGERPRINT = PREFIX + "secret:fingerprint"  # string: which node secret the site links derive from

@@ -100,3 +100,11 @@ async def open_store(settings: Settings, *, own: bool = True) -> AsyncIterator[R
             await r.aclose()
     finally:
         emb.stop()
+
+
+def bytes_client(r: Redis) -> Redis:
+    """A client on the same server that returns bytes (for libraries that decode themselves)."""
+    pool = r.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    kwargs["decode_responses"] = False
+    return aioredis.Redis(connection_pool=aioredis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
