@@ -21,9 +21,9 @@ from confsvc.auth.accounts import Accounts, Role
 from confsvc.auth.sitelinks import SiteLinks
 from confsvc.config import Settings
 from confsvc.directory.service import Directory
-from confsvc.http import api, i18n, pages, site
-from confsvc.http.authz import auth_middleware, csrf_token, current_user
-from confsvc.http.context import ACCOUNTS, DIRECTORY, METRICS, REDIS, SETTINGS, SITE_LINKS, STATUS
+from confsvc.http import admin, api, i18n, pages, site
+from confsvc.http.authz import CSRF_NONCE, auth_middleware, csrf_token, current_user
+from confsvc.http.context import ACCOUNTS, DIRECTORY, METRICS, REDIS, SECRET, SETTINGS, SITE_LINKS, STATUS
 from confsvc.http.errors import error_middleware
 from confsvc.store import keys
 from confsvc.store.redis import Redis, bytes_client, durability
@@ -101,19 +101,10 @@ async def _template_context(request: web.Request) -> dict[str, Any]:
         "_": i18n.Translator(catalogues, lang),
         "lang": lang,
         "user": current_user(request),
-        "csrf": await _csrf_or_empty(request),
+        "csrf": csrf_token(request) if CSRF_NONCE in request else "",
         "request": request,
         "base_url": request.app[SETTINGS].base_url,
     }
-
-
-async def _csrf_or_empty(request: web.Request) -> str:
-    if request.path.startswith("/s/"):
-        return ""
-    try:
-        return await csrf_token(request)
-    except RuntimeError:  # an error page rendered outside the session middleware
-        return ""
 
 
 CATALOGUES: web.AppKey[dict[str, dict[str, str]]] = web.AppKey("catalogues", dict)
@@ -123,6 +114,7 @@ def build_app(settings: Settings, redis: Redis, secret: str) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=2 * 1024 * 1024)
     app[SETTINGS] = settings
     app[REDIS] = redis
+    app[SECRET] = secret
     app[STATUS] = {}
     app[METRICS] = CollectorRegistry(auto_describe=True)
     app[DIRECTORY] = Directory(redis)
@@ -158,6 +150,7 @@ def build_app(settings: Settings, redis: Redis, secret: str) -> web.Application:
     app.router.add_routes(pages.routes)
     app.router.add_routes(api.routes)
     app.router.add_routes(site.routes)
+    app.router.add_routes(admin.routes)
     app.router.add_static("/static/", WEB_DIR / "static", name="static", append_version=True)
 
     app.on_startup.append(_on_startup)

@@ -27,6 +27,7 @@ class Site:
     name: str
     kind: Kind
     parent: str | None = None
+    rank: int = 0  # position in the imported file: the official order of the tree
 
     def to_dict(self) -> dict[str, str | None]:
         d = asdict(self)
@@ -36,7 +37,13 @@ class Site:
     @classmethod
     def from_dict(cls, d: Mapping[str, object]) -> Site:
         parent = d.get("parent") or None
-        return cls(code=str(d["code"]), name=str(d["name"]), kind=Kind(str(d["kind"])), parent=str(parent) if parent else None)
+        return cls(
+            code=str(d["code"]),
+            name=str(d["name"]),
+            kind=Kind(str(d["kind"])),
+            parent=str(parent) if parent else None,
+            rank=int(d.get("rank", 0)),  # type: ignore[call-overload]
+        )
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,7 @@ def parse_csv(text: str) -> list[Site]:
             if kind not in Kind.__members__.values():
                 errors.append(RowError(line, f"bad kind {cells['kind']!r}: must be province, district or commune"))
                 bad = True
-            site = None if bad else Site(code, name, Kind(kind), parent or None)
+            site = None if bad else Site(code, name, Kind(kind), parent or None, rank=len(rows))
             rows.append((line, site, code, parent))
     except csv.Error as exc:
         errors.append(RowError(reader.line_num, f"not a CSV row: {exc}"))
@@ -155,7 +162,7 @@ class Tree:
     def build(cls, sites: Iterable[Site]) -> Tree:
         by_code = {s.code: s for s in sites}
         children: dict[str, list[str]] = {code: [] for code in by_code}
-        for s in sorted(by_code.values(), key=lambda s: (s.name.casefold(), s.code)):
+        for s in sorted(by_code.values(), key=lambda s: (s.rank, s.name.casefold(), s.code)):
             if s.parent and s.parent in children:
                 children[s.parent].append(s.code)
         return cls(by_code, children)

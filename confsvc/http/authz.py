@@ -1,10 +1,13 @@
 """Who is asking: web sessions, API tokens, roles, CSRF.
 
-``auth_middleware`` puts the ``User`` (or None) at ``request["user"]``, from a Bearer API token or
-the web session; handlers declare who may call them with ``@require_role(...)``. Every state
-changing request made with a session cookie must carry the session's CSRF token (form field
-``_csrf`` or header ``X-CSRF-Token``); Bearer requests and site links (``/s/...``, where the token
-in the path is the credential) need none.
+``auth_middleware`` puts the ``User`` (or None) at ``request[USER_KEY]``, from a Bearer API token
+or the web session; handlers declare who may call them with ``@require_role(...)``.
+
+CSRF: every browser gets a random ``csrf`` cookie (HttpOnly, SameSite=Lax); the token its forms
+carry is HMAC(node secret, that cookie), so it needs no server state and no Redis round trip.
+Every state-changing request without a Bearer token must carry it (form field ``_csrf`` or header
+``X-CSRF-Token``), the log-in form included; Bearer requests and site links (``/s/...``, where the
+token in the path is the credential) need none.
 """
 
 from __future__ import annotations
@@ -12,16 +15,16 @@ from __future__ import annotations
 import functools
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp_session import get_session, new_session
 
 from confsvc.auth.accounts import Role, User
-from confsvc.auth.tokens import same
-from confsvc.http.context import ACCOUNTS
+from confsvc.auth.tokens import derive, same
+from confsvc.http.context import ACCOUNTS, SECRET, SETTINGS
 from confsvc.http.errors import ApiError
+from confsvc.store.keys import SESSION_COOKIE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -41,19 +44,22 @@ def is_api(request: web.Request) -> bool:
     return request.path.startswith("/api/") or request.get(BEARER_KEY, False)
 
 
-async def csrf_token(request: web.Request) -> str:
-    session = await get_session(request)
-    token = session.get("csrf")
-    if not token:
-        token = secrets.token_urlsafe(32)
-        session["csrf"] = token
-    return str(token)
+CSRF_COOKIE = "csrf"
+CSRF_NONCE: web.RequestKey[str] = web.RequestKey("csrf_nonce", str)
+
+
+def csrf_token(request: web.Request) -> str:
+    """The token for this browser's forms."""
+    return derive(request.app[SECRET], "csrf", request[CSRF_NONCE])
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     accounts = request.app[ACCOUNTS]
     user: User | None = None
+    cookie_nonce = request.cookies.get(CSRF_COOKIE, "")
+    fresh = len(cookie_nonce) < 20 or len(cookie_nonce) > 100
+    request[CSRF_NONCE] = secrets.token_urlsafe(24) if fresh else cookie_nonce
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, value = header.partition(" ")
@@ -64,26 +70,41 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             raise ApiError(401, "unauthorized", "the API token is unknown, revoked, or its account is disabled")
         request[BEARER_KEY] = True
     else:
-        session = await get_session(request)
-        username = session.get("username")
-        if username:
-            user = await accounts.get(username)
-            if user is None or user.disabled or session.get("pw") != user.password_hash[-16:]:
-                session.invalidate()  # account removed, disabled, or its password changed since login
-                user = None
         if request.method not in SAFE_METHODS and not request.path.startswith(CSRF_EXEMPT_PREFIXES):
-            await _check_csrf(request, session)
+            await _check_csrf(request, "" if fresh else cookie_nonce)
+        if SESSION_COOKIE in request.cookies:  # no cookie: no session to load (no Redis round trip)
+            session = await get_session(request)
+            username = session.get("username")
+            if username:
+                user = await accounts.get(username)
+                if user is None or user.disabled or session.get("pw") != user.password_hash[-16:]:
+                    session.invalidate()  # account removed, disabled, or its password changed since login
+                    user = None
     request[USER_KEY] = user
-    return await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if fresh or request[CSRF_NONCE] != cookie_nonce:
+            _set_csrf_cookie(request, exc)
+        raise
+    if (fresh or request[CSRF_NONCE] != cookie_nonce) and not response.prepared:
+        _set_csrf_cookie(request, response)
+    return response
 
 
-async def _check_csrf(request: web.Request, session: Any) -> None:
-    expected = session.get("csrf")
+def _set_csrf_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    response.set_cookie(
+        CSRF_COOKIE, request[CSRF_NONCE], httponly=True, samesite="Lax", path="/",
+        secure=request.app[SETTINGS].cookie_secure,
+    )
+
+
+async def _check_csrf(request: web.Request, nonce: str) -> None:
     given = request.headers.get(CSRF_HEADER)
     if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await request.post()
         given = form.get(CSRF_FIELD)  # type: ignore[assignment]
-    if not expected or not isinstance(given, str) or not same(given, str(expected)):
+    if not nonce or not isinstance(given, str) or not same(given, derive(request.app[SECRET], "csrf", nonce)):
         raise ApiError(403, "csrf", "the form's security token is missing or out of date: reload the page and try again")
 
 
@@ -115,4 +136,4 @@ async def log_in(request: web.Request, user: User) -> None:
     session = await new_session(request)  # a fresh session id on login (no fixation)
     session["username"] = user.username
     session["pw"] = user.password_hash[-16:]
-    session["csrf"] = secrets.token_urlsafe(32)
+    request[CSRF_NONCE] = secrets.token_urlsafe(24)  # and a new CSRF token

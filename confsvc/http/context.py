@@ -24,3 +24,5 @@ STATUS: web.AppKey[dict[str, Any]] = web.AppKey("status", dict)
 SITE_LINKS: web.AppKey[SiteLinks] = web.AppKey("site_links")
 # the app's Prometheus registry: every area registers its collectors here
 METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry)
+# the node secret (site links, CSRF tokens)
+SECRET: web.AppKey[str] = web.AppKey("secret", str)

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,11 @@ async def error_middleware(
         return await handler(request)
     except ApiError as exc:
         return json_error(exc.status, exc.error, exc.detail, **exc.extra)
+    except (RedisError, OSError) as exc:
+        if isinstance(exc, ConnectionResetError):
+            raise
+        log.warning("store unavailable while serving %s: %s", request.path, exc, exc_info=True)
+        return json_error(503, "store_unavailable", "the data store is unreachable; try again in a moment")
     except web.HTTPException as exc:
         if not 400 <= exc.status < 500 or exc.content_type == "application/json":
             raise
