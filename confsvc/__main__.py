@@ -1,0 +1,5 @@
+import sys
+
+from confsvc.cli import main
+
+sys.exit(main())
