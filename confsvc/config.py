@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,6 +78,11 @@ class Settings:
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def node(self) -> str:
+        """This node's name: CONFSVC_NODE_ID, else host name and port."""
+        return self.node_id or f"{socket.gethostname()}:{self.port}"
 
     @property
     def base_url(self) -> str:

@@ -20,7 +20,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    status: dict[str, Any] = {"status": "ok", "node": request.app[SETTINGS].node_id}
+    status: dict[str, Any] = {"status": "ok", "node": request.app[SETTINGS].node}
     status.update(request.app[STATUS])
     try:
         t0 = time.perf_counter()
