@@ -35,8 +35,12 @@ ensure_venv() {  # ensure_venv EXTRAS (e.g. "" or "[test]")
   local stamp="$VENV/.confsvc-installed$1"
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     say "installing confsvc$1 and its dependencies"
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -e "$ROOT$1"
+    local log="$VENV/pip-install.log"
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e "$ROOT$1"; } >"$log" 2>&1; then
+      tail -n 30 "$log" >&2
+      echo "installing the Python packages failed (whole log: $log)" >&2
+      exit 1
+    fi
     touch "$stamp"
   fi
 }
