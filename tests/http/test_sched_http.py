@@ -4,7 +4,6 @@ import json
 import re
 from datetime import date, datetime, timedelta
 
-import pytest
 from icalendar import Calendar
 
 from confsvc.auth.sitelinks import SiteLinks
