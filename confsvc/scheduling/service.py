@@ -586,6 +586,11 @@ class Briefings:
             nxt = next_change(o)
             if nxt is not None:
                 timeline.append((o.id, epoch(nxt)))
+        for windows in groups.values():
+            windows.sort()
+            for x, y in zip(windows, windows[1:], strict=False):
+                if y[0] < x[1]:  # a hall cannot be in one briefing twice at once
+                    raise Invalid(f"occurrences {x[2]} and {y[2]} of this briefing would overlap", field="start")
         sites = list(dict.fromkeys([*b.booked_sites, *(s for g in groups for s in g)]))
         all_sites = list(dict.fromkeys([*sites, *plan.old_sites]))
         key_list = [keys.briefing(b.id), keys.briefing_bookings(b.id), keys.BRIEFING_IDS, keys.SCHED_TIMELINE, keys.briefing_occurrences(b.id)]
@@ -643,10 +648,8 @@ class Briefings:
         grouped: dict[tuple[str, str], list[str]] = {}
         for code, other, mine in hits:
             grouped.setdefault((other, mine), []).append(code)
-        others: dict[str, Occurrence | None] = {}
-        for other, _ in grouped:
-            if other not in others:
-                others[other] = await self.get(other)
+        bids = sorted({other.rpartition("-")[0] for other, _ in grouped})
+        others = {o.id: o for ob, recs in await self._load_many(bids) for o in expand(ob, self.zone, recs)}
         tree = await self._tree()
         out = []
         for (other, mine), codes in sorted(grouped.items(), key=lambda kv: (kv[0][1], kv[0][0])):
