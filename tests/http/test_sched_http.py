@@ -320,3 +320,48 @@ def test_catalogues_have_the_same_keys():
     vi = json.loads((WEB_DIR / "i18n/vi/scheduling.json").read_text(encoding="utf-8"))
     en = json.loads((WEB_DIR / "i18n/en/scheduling.json").read_text(encoding="utf-8"))
     assert set(vi) == set(en)
+
+
+async def test_edit_form_changes_the_series_from_now_on_and_keeps_history(client, login, redis, settings):
+    from confsvc.directory.service import Directory
+    from confsvc.scheduling.service import Actor, Briefings
+
+    # a weekly series created three weeks ago that began two weeks ago (the service on a past clock)
+    three_weeks_ago = datetime.now().astimezone() - timedelta(days=21)
+    first = (three_weeks_ago + timedelta(days=7 - three_weeks_ago.weekday())).date()
+    past_svc = Briefings(redis, Directory(redis), settings, now=lambda: three_weeks_ago)
+    b = await past_svc.create(
+        {"title": "Giao ban", "selection": {"sites": ["YB-NL"]}, "chair": "YB-NL", "start": f"{first}T08:00",
+         "end": f"{first}T10:00", "rrule": "FREQ=WEEKLY;BYDAY=MO;COUNT=6"}, Actor("organizer1"))
+    await login(client, "organizer")
+    page = await client.get(f"/briefings/{b.id}/edit")
+    html = await page.text()
+    assert page.status == 200 and f'value="{first}"' in html and 'value="weekly" selected' in html
+    data = with_sites(form(title="Giao ban (mới)", chair="YB-NL", date=first.isoformat(), start_time="08:00", end_time="11:00",
+                           repeat="weekly", count="6", seq="0", _csrf=client.csrf), ["YB-NL"]) + [("weekday", "MO")]
+    resp = await client.post(f"/briefings/{b.id}/edit", data=data, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    occs = (await (await client.get(f"/api/briefings/{b.id}/occurrences")).json())["occurrences"]
+    assert len(occs) == 6
+    past = [o for o in occs if o["state"] == "ended"]
+    future = [o for o in occs if o["state"] == "scheduled"]
+    assert len(past) >= 2 and len(past) + len(future) == 6
+    assert all(o["ends_at"].endswith("03:00:00Z") and o["title"] == "Giao ban" for o in past)  # history kept
+    assert all(o["ends_at"].endswith("04:00:00Z") and o["title"] == "Giao ban (mới)" for o in future)  # 11:00 local
+
+
+async def test_unknown_briefing_is_a_404(client, api_token):
+    token = await api_token("organizer")
+    for method in ("GET", "PATCH", "DELETE"):
+        resp = await client.request(method, "/api/briefings/nosuchthing", json={"title": "x"} if method == "PATCH" else None, headers=bearer(token))
+        assert resp.status == 404 and (await resp.json())["error"] == "not_found", method
+
+
+async def test_moving_an_occurrence_into_the_past_is_refused(client, api_token):
+    token = await api_token("organizer")
+    b = await create(client, token, rrule="FREQ=WEEKLY;BYDAY=MO;COUNT=2")
+    occ = b["occurrences"][0]["id"]
+    resp = await client.patch(f"/api/briefings/{b['id']}/occurrences/{occ}", json={"start": f"{PAST}T08:00"}, headers=bearer(token))
+    assert resp.status == 422 and (await resp.json())["field"] == "start"
+    resp = await client.patch(f"/api/briefings/{b['id']}/occurrences/{occ}", json={}, headers=bearer(token))
+    assert resp.status == 400
