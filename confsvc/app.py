@@ -22,7 +22,6 @@ from confsvc.auth.sitelinks import SiteLinks
 from confsvc.config import Settings
 from confsvc.directory.service import Directory
 from confsvc.http import api, i18n, pages, site
-from confsvc.http import scheduling as scheduling_http
 from confsvc.http.authz import auth_middleware, csrf_token, current_user
 from confsvc.http.context import ACCOUNTS, DIRECTORY, METRICS, REDIS, SETTINGS, SITE_LINKS, STATUS
 from confsvc.http.errors import error_middleware
@@ -159,10 +158,13 @@ def build_app(settings: Settings, redis: Redis, secret: str) -> web.Application:
     app.router.add_routes(pages.routes)
     app.router.add_routes(api.routes)
     app.router.add_routes(site.routes)
-    scheduling_http.setup(app)  # /api/briefings, /briefings pages, calendars; the lifecycle clock
     app.router.add_static("/static/", WEB_DIR / "static", name="static", append_version=True)
 
     app.on_startup.append(_on_startup)
+
+    from confsvc.http import scheduling as scheduling_http
+
+    scheduling_http.setup(app)  # /api/briefings, /briefings pages, calendars; the lifecycle clock
 
     async def _close_session_redis(_: web.Application) -> None:
         await session_redis.aclose()
