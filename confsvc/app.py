@@ -155,6 +155,10 @@ def build_app(settings: Settings, redis: Redis, secret: str) -> web.Application:
 
     app.on_startup.append(_on_startup)
 
+    from confsvc.http import scheduling as scheduling_http
+
+    scheduling_http.setup(app)  # /api/briefings, /briefings pages, calendars; the lifecycle clock
+
     async def _close_session_redis(_: web.Application) -> None:
         await session_redis.aclose()
 

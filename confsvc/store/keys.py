@@ -52,3 +52,39 @@ def login_failures(username: str) -> str:
 # --- site join links ------------------------------------------------------------------------
 SITE_LINKS = PREFIX + "sitelinks"  # hash: site code -> JSON {nonce, hash, rotated_at, revoked}
 SECRET_FINGERPRINT = PREFIX + "secret:fingerprint"  # string: which node secret the site links derive from
+
+
+# --- scheduling -------------------------------------------------------------------------------
+# A briefing ("series": one-off or recurring) and its occurrences. Occurrence ids are
+# "<briefing id>-<original start, UTC, YYYYMMDDTHHMMZ>" and never change when one is moved.
+BRIEFING_IDS = PREFIX + "sched:ids"  # zset: briefing id -> epoch s of its last window end (listing by range)
+SCHED_TIMELINE = PREFIX + "sched:timeline"  # zset: occurrence id -> epoch s of its next state change (the clock's queue)
+SCHED_EVENTS = PREFIX + "sched:events"  # pub/sub channel: JSON {"type": "briefing.state", ...} on each state change
+SCHED_CHANGES = PREFIX + "sched:changes"  # pub/sub channel: JSON {"type": "briefing.saved"|"briefing.cancelled", "id"}
+CLOCK_LOCK = PREFIX + "sched:clock:lock"  # string with TTL: "<node>:<fence>" of the node running the lifecycle clock
+CLOCK_FENCE = PREFIX + "sched:clock:fence"  # integer: raised on each acquisition of the clock lock (fencing token)
+
+
+def briefing(briefing_id: str) -> str:
+    """hash: json (the briefing, see scheduling.model.Briefing), seq (integer, raised on each change)."""
+    return f"{PREFIX}sched:b:{briefing_id}"
+
+
+def briefing_occurrences(briefing_id: str) -> str:
+    """hash: occurrence id -> JSON of its state record (state, frozen window and invited sites, transitions)."""
+    return f"{PREFIX}sched:b:{briefing_id}:occ"
+
+
+def briefing_bookings(briefing_id: str) -> str:
+    """set: "<site>\\t<booking member>" of every booking the briefing holds (to release them on change)."""
+    return f"{PREFIX}sched:b:{briefing_id}:book"
+
+
+def site_bookings(code: str) -> str:
+    """zset: "<occurrence id>|<window end epoch s>" -> window start (lobby opening) epoch s, per site."""
+    return f"{PREFIX}sched:site:{code}:book"
+
+
+def site_briefings(code: str) -> str:
+    """set: ids of the briefings a site is invited to or chairs (its calendar feed)."""
+    return f"{PREFIX}sched:site:{code}:briefings"
