@@ -52,3 +52,19 @@ def login_failures(username: str) -> str:
 # --- site join links ------------------------------------------------------------------------
 SITE_LINKS = PREFIX + "sitelinks"  # hash: site code -> JSON {nonce, hash, rotated_at, revoked}
 SECRET_FINGERPRINT = PREFIX + "secret:fingerprint"  # string: which node secret the site links derive from
+
+
+# --- attendance -------------------------------------------------------------------------------
+def attendance_log(briefing_id: str) -> str:
+    """stream: the briefing's attendance events (confsvc.attendance.events), append-only."""
+    return f"{PREFIX}att:{briefing_id}:log"
+
+
+def attendance_writers(briefing_id: str) -> str:
+    """hash: writer id -> last sequence number appended to the briefing's log (no event twice)."""
+    return f"{PREFIX}att:{briefing_id}:writers"
+
+
+def attendance_report_cache(briefing_id: str) -> str:
+    """string: JSON of the finished briefing's report rows, with the log position it was made at."""
+    return f"{PREFIX}att:{briefing_id}:report"
