@@ -21,7 +21,7 @@ from confsvc.auth.accounts import Accounts, Role
 from confsvc.auth.sitelinks import SiteLinks
 from confsvc.config import Settings
 from confsvc.directory.service import Directory
-from confsvc.http import api, i18n, pages, site
+from confsvc.http import api, attendance, i18n, pages, site
 from confsvc.http.authz import auth_middleware, csrf_token, current_user
 from confsvc.http.context import ACCOUNTS, DIRECTORY, METRICS, REDIS, SETTINGS, SITE_LINKS, STATUS
 from confsvc.http.errors import error_middleware
@@ -158,6 +158,7 @@ def build_app(settings: Settings, redis: Redis, secret: str) -> web.Application:
     app.router.add_routes(pages.routes)
     app.router.add_routes(api.routes)
     app.router.add_routes(site.routes)
+    attendance.setup(app)  # reports, exports, and the node's attendance log (for signaling)
     app.router.add_static("/static/", WEB_DIR / "static", name="static", append_version=True)
 
     app.on_startup.append(_on_startup)
