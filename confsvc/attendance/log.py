@@ -111,7 +111,8 @@ class AttendanceLog:
             "writer": self.writer,
             "redis": "unknown",
             "durable": None,
-            "spooled": 0,
+            "spooled": 0,  # waiting in the spool now
+            "spooled_total": 0,  # ever written to the spool by this process
             "written": 0,
             "refused": 0,
             "last_error": None,
@@ -249,6 +250,7 @@ class AttendanceLog:
                     fut.set_exception(exc)
             return
         self.state["spooled"] = self.spool.pending
+        self.state["spooled_total"] += sum(kept)
         for (_, f, _, fut), ok in zip(batch, kept, strict=True):
             if fut.done():
                 continue
