@@ -1,26 +1,31 @@
 """Attendance events: what signaling and media report about each connected site.
 
 Every event names the site, the connection (one browser tab's WebSocket session), the node that
-saw it and the time it happened (UTC). Events are flat string maps in the briefing's Redis Stream
-(short field names: the log of a 4-hour briefing holds about 260,000 of them):
+saw it and the time it happened (UTC). In the briefing's Redis Stream each event is one entry with
+one field ``e``: the event packed as ``|``-separated text (the log of a 4-hour briefing holds about
+260,000 of them, and one short string per entry is what keeps reading them back fast)::
 
-    t   type (see TYPES)          id  stable event id "<writer>:<seq>" (set by the log)
-    s   site code                 c   connection id      n  node id      at  epoch milliseconds
+    <type>|<id>|<site>|<conn>|<node>|<epoch ms>|<fields of the type...>
 
-and, by type: ``r`` leave reason; ``p`` previous connection (reconnected); ``m``/``on`` medium and
-state (media); ``bi``/``bo``/``l``/``rtt``/``ly`` bitrate in and out (kbit/s), loss (0..1), RTT (ms),
-layer received (quality); ``rc``/``a`` roll call id and answer; ``by`` who (floor, absence reason);
-``why`` the absence reason text.
+    joined          (none)                      left         reason
+    reconnected     previous connection         media        mic|cam, 1|0, by
+    quality         kbit/s in, kbit/s out, loss 0..1, RTT ms, layer
+    rollcall        roll call id, answer        floor_given / floor_taken   by
+    absence_reason  by, reason text
+
+``id`` is the stable event id ``<writer>:<seq>`` set by the log. Identifiers may not contain
+``|``, ``%`` or line breaks; free text (answer, by, reason) is %-escaped. A reader skips types it
+does not know and ignores trailing fields it does not know.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 
 class LeaveReason(StrEnum):
@@ -56,13 +61,27 @@ def from_ms(ms: int | str) -> datetime:
 MAX_TEXT = 500
 
 
-def _text(name: str, value: str, *, empty: bool = False, limit: int = 128) -> None:
+SEP = "|"
+_FORBIDDEN = frozenset("|%\r\n")
+
+
+def _text(name: str, value: str, *, empty: bool = False, limit: int = 128, ident: bool = True) -> None:
     if not isinstance(value, str):
         raise EventError(f"{name} must be text, not {type(value).__name__}")
     if not value and not empty:
         raise EventError(f"{name} is empty")
     if len(value) > limit:
         raise EventError(f"{name} is longer than {limit} characters")
+    if ident and not _FORBIDDEN.isdisjoint(value):
+        raise EventError(f"{name} may not contain '|', '%' or line breaks")
+
+
+def esc(text: str) -> str:
+    return text.replace("%", "%25").replace("|", "%7C").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def unesc(text: str) -> str:
+    return unquote(text) if "%" in text else text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,13 +101,12 @@ class Event:
         _text("node", self.node, empty=True)
         to_ms(self.at)
 
-    def extra(self) -> dict[str, str]:
-        return {}
+    def extra(self) -> list[str]:
+        return []
 
-    def to_fields(self) -> dict[str, str]:
-        out = {"t": self.TYPE, "id": self.id, "s": self.site, "c": self.conn, "n": self.node, "at": str(to_ms(self.at))}
-        out.update(self.extra())
-        return out
+    def encode(self) -> str:
+        """The packed form kept in the stream and the spool."""
+        return SEP.join([self.TYPE, self.id, self.site, self.conn, self.node, str(to_ms(self.at)), *self.extra()])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,8 +135,8 @@ class Left(Event):
         except ValueError:
             raise EventError(f"leave reason {self.reason!r} must be one of {', '.join(LeaveReason)}") from None
 
-    def extra(self) -> dict[str, str]:
-        return {"r": str(LeaveReason(self.reason))}
+    def extra(self) -> list[str]:
+        return [str(LeaveReason(self.reason))]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,8 +151,8 @@ class Reconnected(Event):
         _text("conn", self.conn)
         _text("previous", self.previous, empty=True)
 
-    def extra(self) -> dict[str, str]:
-        return {"p": self.previous}
+    def extra(self) -> list[str]:
+        return [self.previous]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,10 +170,10 @@ class MediaToggled(Event):
             Medium(self.medium)
         except ValueError:
             raise EventError(f"medium {self.medium!r} must be mic or cam") from None
-        _text("by", self.by, empty=True)
+        _text("by", self.by, empty=True, ident=False)
 
-    def extra(self) -> dict[str, str]:
-        return {"m": str(Medium(self.medium)), "on": "1" if self.on else "0", "by": self.by}
+    def extra(self) -> list[str]:
+        return [str(Medium(self.medium)), "1" if self.on else "0", esc(self.by)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,14 +197,9 @@ class QualitySample(Event):
             raise EventError(f"loss is a fraction 0..1, not {self.loss!r}")
         _text("layer", self.layer, empty=True, limit=16)
 
-    def extra(self) -> dict[str, str]:
-        return {
-            "bi": _num(self.bitrate_in),
-            "bo": _num(self.bitrate_out),
-            "l": f"{self.loss:.4f}".rstrip("0").rstrip(".") or "0",
-            "rtt": _num(self.rtt_ms),
-            "ly": self.layer,
-        }
+    def extra(self) -> list[str]:
+        loss = f"{self.loss:.4f}".rstrip("0").rstrip(".") or "0"
+        return [_num(self.bitrate_in), _num(self.bitrate_out), loss, _num(self.rtt_ms), self.layer]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,10 +213,10 @@ class RollCallAnswer(Event):
     def check(self) -> None:
         super().check()
         _text("roll_call", self.roll_call, empty=True)
-        _text("answer", self.answer, limit=64)
+        _text("answer", self.answer, limit=64, ident=False)
 
-    def extra(self) -> dict[str, str]:
-        return {"rc": self.roll_call, "a": self.answer}
+    def extra(self) -> list[str]:
+        return [self.roll_call, esc(self.answer)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,8 +224,12 @@ class FloorGiven(Event):
     TYPE: ClassVar[str] = "floor_given"
     by: str = ""
 
-    def extra(self) -> dict[str, str]:
-        return {"by": self.by}
+    def check(self) -> None:
+        super().check()
+        _text("by", self.by, empty=True, ident=False)
+
+    def extra(self) -> list[str]:
+        return [esc(self.by)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -220,8 +237,12 @@ class FloorTaken(Event):
     TYPE: ClassVar[str] = "floor_taken"
     by: str = ""
 
-    def extra(self) -> dict[str, str]:
-        return {"by": self.by}
+    def check(self) -> None:
+        super().check()
+        _text("by", self.by, empty=True, ident=False)
+
+    def extra(self) -> list[str]:
+        return [esc(self.by)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,11 +255,11 @@ class AbsenceReason(Event):
 
     def check(self) -> None:
         super().check()
-        _text("reason", self.reason, empty=True, limit=MAX_TEXT)
-        _text("by", self.by)
+        _text("reason", self.reason, empty=True, limit=MAX_TEXT, ident=False)
+        _text("by", self.by, ident=False)
 
-    def extra(self) -> dict[str, str]:
-        return {"why": self.reason, "by": self.by}
+    def extra(self) -> list[str]:
+        return [esc(self.by), esc(self.reason)]
 
 
 def _num(v: float) -> str:
@@ -250,32 +271,32 @@ TYPES: dict[str, type[Event]] = {
     for cls in (Joined, Left, Reconnected, MediaToggled, QualitySample, RollCallAnswer, FloorGiven, FloorTaken, AbsenceReason)
 }
 
-_EXTRA_FIELDS: dict[str, dict[str, tuple[str, Any]]] = {
-    "left": {"r": ("reason", LeaveReason)},
-    "reconnected": {"p": ("previous", str)},
-    "media": {"m": ("medium", Medium), "on": ("on", lambda v: v == "1"), "by": ("by", str)},
-    "quality": {"bi": ("bitrate_in", float), "bo": ("bitrate_out", float), "l": ("loss", float), "rtt": ("rtt_ms", float), "ly": ("layer", str)},
-    "rollcall": {"rc": ("roll_call", str), "a": ("answer", str)},
-    "floor_given": {"by": ("by", str)},
-    "floor_taken": {"by": ("by", str)},
-    "absence_reason": {"why": ("reason", str), "by": ("by", str)},
+_TEXT = unesc
+_EXTRA_FIELDS: dict[str, list[tuple[str, Any]]] = {
+    "left": [("reason", LeaveReason)],
+    "reconnected": [("previous", str)],
+    "media": [("medium", Medium), ("on", lambda v: v == "1"), ("by", _TEXT)],
+    "quality": [("bitrate_in", float), ("bitrate_out", float), ("loss", float), ("rtt_ms", float), ("layer", str)],
+    "rollcall": [("roll_call", str), ("answer", _TEXT)],
+    "floor_given": [("by", _TEXT)],
+    "floor_taken": [("by", _TEXT)],
+    "absence_reason": [("by", _TEXT), ("reason", _TEXT)],
 }
 
 
-def decode(entry: Mapping[str, str]) -> Event | None:
-    """The event of a stream entry; None for a type this version does not know (kept, not fatal)."""
-    cls = TYPES.get(entry.get("t", ""))
-    if cls is None:
+def event_id(packed: str) -> str:
+    """The id of a packed event (its second field)."""
+    return packed.split(SEP, 2)[1]
+
+
+def decode(packed: str) -> Event | None:
+    """The event of a packed entry; None for a type this version does not know (kept, not fatal)."""
+    p = packed.split(SEP)
+    cls = TYPES.get(p[0])
+    if cls is None or len(p) < 6:
         return None
-    kwargs: dict[str, Any] = {
-        "site": entry.get("s", ""),
-        "conn": entry.get("c", ""),
-        "node": entry.get("n", ""),
-        "at": from_ms(entry.get("at", "0")),
-        "id": entry.get("id", ""),
-    }
-    for short, (name, conv) in _EXTRA_FIELDS.get(cls.TYPE, {}).items():
-        if short in entry:
-            kwargs[name] = conv(entry[short])
+    kwargs: dict[str, Any] = {"id": p[1], "site": p[2], "conn": p[3], "node": p[4], "at": from_ms(p[5])}
+    for (name, conv), value in zip(_EXTRA_FIELDS.get(cls.TYPE, []), p[6:], strict=False):
+        kwargs[name] = conv(value)
     names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in kwargs.items() if k in names})

@@ -36,19 +36,19 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from confsvc.attendance.events import Event, QualitySample
+from confsvc.attendance.events import Event, QualitySample, event_id
 from confsvc.attendance.spool import DEFAULT_MAX_BYTES, Spool, SpoolFull
 from confsvc.store import keys
 from confsvc.store.redis import Redis, durability
 
 log = logging.getLogger(__name__)
 
-# KEYS: stream, writers hash. ARGV: writer, seq, field, value, field, value, ...
+# KEYS: stream, writers hash. ARGV: writer, seq, packed event
 APPEND_ONCE = """
 local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 local seq = tonumber(ARGV[2])
 if seq <= last then return 0 end
-redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+redis.call('XADD', KEYS[1], '*', 'e', ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
@@ -74,7 +74,7 @@ class LogClosed(RuntimeError):
     pass
 
 
-_Item = tuple[str, dict[str, str], bool, "asyncio.Future[str]"]  # briefing, fields, is a sample, ack
+_Item = tuple[str, str, bool, "asyncio.Future[str]"]  # briefing, packed event, is a sample, ack
 
 
 class AttendanceLog:
@@ -169,7 +169,7 @@ class AttendanceLog:
         event = replace(event, id=f"{self.writer}:{self._seq}", node=event.node or self.node)
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._idle.clear()
-        self._queue.put_nowait((briefing_id, event.to_fields(), isinstance(event, QualitySample), fut))
+        self._queue.put_nowait((briefing_id, event.encode(), isinstance(event, QualitySample), fut))
         self._wake.set()
         return fut
 
@@ -236,9 +236,9 @@ class AttendanceLog:
             else:
                 self._up()
                 self.state["written"] += len(batch)
-                for _, f, _, fut in batch:
+                for _, packed, _, fut in batch:
                     if not fut.done():
-                        fut.set_result(f["id"])
+                        fut.set_result(event_id(packed))
                 return
         # Redis down, or older events still waiting in the spool: keep the order, spool these too
         try:
@@ -251,23 +251,22 @@ class AttendanceLog:
             return
         self.state["spooled"] = self.spool.pending
         self.state["spooled_total"] += sum(kept)
-        for (_, f, _, fut), ok in zip(batch, kept, strict=True):
+        for (_, packed, _, fut), ok in zip(batch, kept, strict=True):
             if fut.done():
                 continue
             if ok:
-                fut.set_result(f["id"])
+                fut.set_result(event_id(packed))
             else:
                 self.state["refused"] += 1
-                fut.set_exception(SpoolFull(f"the attendance spool {self.spool.path} is full; event {f['id']} was not kept"))
+                fut.set_exception(
+                    SpoolFull(f"the attendance spool {self.spool.path} is full; event {event_id(packed)} was not kept")
+                )
 
-    async def _write(self, items: list[tuple[str, dict[str, str]]]) -> None:
+    async def _write(self, items: list[tuple[str, str]]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            for briefing, fields in items:
-                writer, seq = split_id(fields["id"])
-                args: list[str] = [writer, str(seq)]
-                for k, v in fields.items():
-                    args.append(k)
-                    args.append(v)
+            for briefing, packed in items:
+                writer, seq = split_id(event_id(packed))
+                args = [writer, str(seq), packed]
                 await self._script(
                     keys=[keys.attendance_log(briefing), keys.attendance_writers(briefing)], args=args, client=pipe
                 )
@@ -279,7 +278,7 @@ class AttendanceLog:
             await asyncio.to_thread(self.spool.advance, self.spool.size, self.spool.pending)
             return
         try:
-            await self._write([(e.briefing, e.fields) for e in events])
+            await self._write([(e.briefing, e.event) for e in events])
         except UNAVAILABLE as exc:
             self._down(exc)
             return

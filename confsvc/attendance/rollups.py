@@ -1,6 +1,6 @@
 """Rollups: from a briefing's events to the per-site rows admins hand in. Pure, no I/O.
 
-``Accumulator`` takes raw stream entries (``events.Event.to_fields()`` maps) one at a time, in any
+``Accumulator`` takes events in their packed form (``events.Event.encode()``) one at a time, in any
 order, and keeps only what the report needs: per connection its start, end, reason and last sign
 of life; per site running quality sums, the last roll-call answer and absence reason. Memory
 grows with the number of connections and sites, not with the number of quality samples, so the
@@ -34,6 +34,7 @@ from enum import StrEnum
 from typing import Any
 
 from confsvc.attendance.briefing import BriefingInfo
+from confsvc.attendance.events import TYPES, unesc
 from confsvc.directory.model import Tree
 
 GRACE = timedelta(minutes=5)
@@ -124,20 +125,22 @@ class Accumulator:
         self.unknown = 0
         self.sites_seen: set[str] = set()
 
-    def add_all(self, entries: Iterable[Mapping[str, str]]) -> None:
+    def add_all(self, entries: Iterable[str]) -> None:
         for e in entries:
             self.add(e)
 
-    def add(self, e: Mapping[str, str]) -> None:
+    def add(self, packed: str) -> None:
+        """One event in its packed form (``Event.encode()``, the stream entry's ``e``)."""
         self.events += 1
-        t = e.get("t")
+        p = packed.split("|")
         try:
-            at = int(e["at"])
-            site = e["s"]
-        except (KeyError, ValueError):
+            t = p[0]
+            site = p[2]
+            cid = p[3]
+            at = int(p[5])
+        except (IndexError, ValueError):
             self.unknown += 1
             return
-        cid = e.get("c")
         if t == "quality":  # the hot path: ~95 % of a briefing's events
             if cid:
                 c = self.conns.get(cid)
@@ -148,25 +151,30 @@ class Accumulator:
                 elif at < c.first_seen:
                     c.first_seen = at
             if self.ws <= at <= self.we:
+                try:
+                    bi = float(p[6])
+                    bo = float(p[7])
+                    loss = float(p[8])
+                    rtt = float(p[9])
+                except (IndexError, ValueError):
+                    return
+                if not (math.isfinite(loss) and math.isfinite(rtt) and math.isfinite(bi) and math.isfinite(bo)):
+                    return
                 q = self.quality.get(site)
                 if q is None:
                     q = self.quality[site] = _Quality()
-                try:
-                    loss = float(e["l"])
-                    rtt = float(e["rtt"])
-                    q.in_sum += float(e.get("bi") or 0)
-                    q.out_sum += float(e.get("bo") or 0)
-                except (KeyError, ValueError):
-                    return
-                if not (math.isfinite(loss) and math.isfinite(rtt)):
-                    return
                 q.n += 1
+                q.in_sum += bi
+                q.out_sum += bo
                 q.loss_sum += loss
                 q.rtt_sum += rtt
                 if loss > q.loss_max:
                     q.loss_max = loss
                 if rtt > q.rtt_max:
                     q.rtt_max = rtt
+            return
+        if t not in TYPES:
+            self.unknown += 1
             return
         self.sites_seen.add(site)
         if cid:
@@ -183,26 +191,26 @@ class Accumulator:
                     c.start = at
                 if t == "reconnected":
                     c.reconnect = True
-                    c.previous = e.get("p", "")
+                    c.previous = p[6] if len(p) > 6 else ""
                 return
             if t == "left":
                 if c.end is None or at < c.end:
                     c.end = at
-                    c.reason = e.get("r") or "left"
+                    c.reason = (p[6] if len(p) > 6 else "") or "left"
                 return
         if t == "rollcall":
             prev = self.rollcall.get(site)
             if prev is None or at >= prev[0]:
-                self.rollcall[site] = (at, e.get("rc", ""), e.get("a", ""))
+                self.rollcall[site] = (at, p[6] if len(p) > 6 else "", unesc(p[7]) if len(p) > 7 else "")
         elif t == "floor_given":
             if self.ws <= at <= self.we:
                 self.floor[site] = self.floor.get(site, 0) + 1
         elif t == "absence_reason":
             prev_r = self.reasons.get(site)
             if prev_r is None or at >= prev_r[0]:
-                self.reasons[site] = (at, self.events, e.get("why", ""), e.get("by", ""))
-        elif t not in ("media", "floor_taken", "joined", "reconnected", "left"):
-            self.unknown += 1
+                by = unesc(p[6]) if len(p) > 6 else ""
+                why = unesc(p[7]) if len(p) > 7 else ""
+                self.reasons[site] = (at, self.events, why, by)
 
 
 @dataclass(frozen=True)

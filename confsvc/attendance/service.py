@@ -62,7 +62,7 @@ class AttendanceService:
                 return last if last != "-" else ""
             add = acc.add
             for _, fields in entries:
-                add(fields)
+                add(fields.get("e", ""))
             last = entries[-1][0]
             if len(entries) < self.chunk:
                 return last
@@ -109,7 +109,7 @@ class AttendanceService:
             raise NotInvited(f"site {site!r} was not invited to this briefing")
         event = AbsenceReason(site=site, reason=reason, by=by, at=self.clock(), id=f"admin.{secrets.token_hex(6)}:1")
         event.check()
-        await self.redis.xadd(keys.attendance_log(briefing.id), event.to_fields())
+        await self.redis.xadd(keys.attendance_log(briefing.id), {"e": event.encode()})
 
     async def site_period(
         self, code: str, start: datetime, end: datetime, *, organizer: str | None = None

@@ -3,7 +3,7 @@
 While Redis is unreachable the log writes events here (and fsyncs) before acknowledging them;
 when Redis returns they are flushed in order. One line per event::
 
-    <crc32 of the JSON, 8 hex digits> TAB <JSON {"b": briefing id, "f": stream fields}> LF
+    <crc32 of the JSON, 8 hex digits> TAB <JSON {"b": briefing id, "e": the packed event}> LF
 
 A line torn by a crash was never acknowledged (the fsync comes before the acknowledgement): it is
 cut off at the next open. How far the file has been flushed is kept in ``<spool>.offset``; a
@@ -46,16 +46,16 @@ class SpoolFull(SpoolError):
 @dataclass(frozen=True)
 class SpooledEvent:
     briefing: str
-    fields: dict[str, str]
+    event: str  # packed (events.Event.encode())
     end: int  # file offset just after this event's line
 
 
-def _line(briefing: str, fields: dict[str, str]) -> bytes:
-    body = json.dumps({"b": briefing, "f": fields}, ensure_ascii=False, separators=(",", ":")).encode()
+def _line(briefing: str, event: str) -> bytes:
+    body = json.dumps({"b": briefing, "e": event}, ensure_ascii=False, separators=(",", ":")).encode()
     return b"%08x\t%s\n" % (zlib.crc32(body), body)
 
 
-def _parse(line: bytes) -> tuple[str, dict[str, str]] | None:
+def _parse(line: bytes) -> tuple[str, str] | None:
     if len(line) < 10 or line[8:9] != b"\t" or not line.endswith(b"\n"):
         return None
     body = line[9:-1]
@@ -63,7 +63,7 @@ def _parse(line: bytes) -> tuple[str, dict[str, str]] | None:
         if int(line[:8], 16) != zlib.crc32(body):
             return None
         doc = json.loads(body)
-        return str(doc["b"]), {str(k): str(v) for k, v in doc["f"].items()}
+        return str(doc["b"]), str(doc["e"])
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -145,15 +145,15 @@ class Spool:
         limit = self.max_bytes * (SAMPLE_SHARE if sample else 1.0)
         return self.size + nbytes <= limit
 
-    def append(self, events: list[tuple[str, dict[str, str]]], samples: list[bool] | None = None) -> list[bool]:
+    def append(self, events: list[tuple[str, str]], samples: list[bool] | None = None) -> list[bool]:
         """Write and fsync events; returns, per event, whether it was kept (False: the spool is full)."""
         if self._fh is None:
             raise SpoolError("the spool is not open")
         kept: list[bool] = []
         chunks: list[bytes] = []
         size = self.size
-        for i, (briefing, fields) in enumerate(events):
-            line = _line(briefing, fields)
+        for i, (briefing, event) in enumerate(events):
+            line = _line(briefing, event)
             sample = bool(samples and samples[i])
             limit = self.max_bytes * (SAMPLE_SHARE if sample else 1.0)
             if size + len(line) > limit:

@@ -8,13 +8,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from confsvc.attendance.briefing import BriefingFacts
-from confsvc.attendance.events import Joined, Left, QualitySample
+from confsvc.attendance.events import Joined, Left, QualitySample, decode, event_id
 from confsvc.attendance.log import AttendanceLog
 from confsvc.attendance.rollups import Accumulator, build_report
 from confsvc.attendance.spool import Spool
@@ -33,7 +34,7 @@ def sample(i: int, site: str = "YB-VY", conn: str = "c1") -> QualitySample:
 
 
 async def stream_ids(r, bid: str = BID) -> list[str]:
-    return [f["id"] for _, f in await r.xrange(keys.attendance_log(bid))]
+    return [event_id(f["e"]) for _, f in await r.xrange(keys.attendance_log(bid))]
 
 
 @pytest.fixture
@@ -55,7 +56,8 @@ async def test_append_returns_a_stable_id_once_in_redis(redis, tmp_path):
         assert await stream_ids(redis) == ids
         assert ids[0] == f"{log.writer}:1" and ids[-1] == f"{log.writer}:51"
         entry = (await redis.xrange(keys.attendance_log(BID), count=1))[0][1]
-        assert entry["t"] == "joined" and entry["s"] == "YB" and entry["n"] == "n1" and int(entry["at"]) > 0
+        first = decode(entry["e"])
+        assert isinstance(first, Joined) and first.site == "YB" and first.node == "n1" and first.id == ids[0]
         assert log.state["durable"] is True and log.state["redis"] == "up"
     finally:
         await log.close()
@@ -66,10 +68,10 @@ async def test_writing_a_batch_again_adds_nothing(redis, tmp_path):
     log = AttendanceLog.for_store(redis, tmp_path / "spool.log", node="n1")
     await log.start()
     try:
-        fields = [sample(i).to_fields() | {"id": f"w9:{i + 1}"} for i in range(10)]
-        await log._write([(BID, f) for f in fields[:6]])
-        await log._write([(BID, f) for f in fields])
-        await log._write([(BID, f) for f in fields[3:]])
+        packed = [replace(sample(i), id=f"w9:{i + 1}").encode() for i in range(10)]
+        await log._write([(BID, e) for e in packed[:6]])
+        await log._write([(BID, e) for e in packed])
+        await log._write([(BID, e) for e in packed[3:]])
         assert await stream_ids(redis) == [f"w9:{i + 1}" for i in range(10)]
     finally:
         await log.close()
@@ -158,7 +160,7 @@ async def test_spool_flush_cut_short_is_repeated_without_doubles(redis, tmp_path
     path = tmp_path / "spool.log"
     spool = Spool(path)
     spool.open()
-    events = [(BID, sample(i).to_fields() | {"id": f"old.w:{i + 1}"}) for i in range(30)]
+    events = [(BID, replace(sample(i), id=f"old.w:{i + 1}").encode()) for i in range(30)]
     spool.append(events)
     spool.close()
     # a previous process flushed the first 12, then died before it could record how far it got
@@ -285,7 +287,7 @@ async def test_the_report_shows_the_drop_of_a_crashed_node(redis, tmp_path):
         await log.close()
     acc = Accumulator(b)
     for _, f in await redis.xrange(keys.attendance_log(b.id)):
-        acc.add(f)
+        acc.add(f["e"])
     row = build_report(acc, datetime.now(UTC)).row("YB")
     assert row is not None and row.drops == 1
     assert [s.reason for s in row.segments] == ["lost", "ended"]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from confsvc.attendance.events import event_id
 from confsvc.attendance.spool import Spool, SpoolBusy
 
 
-def ev(i: int, t: str = "quality") -> tuple[str, dict[str, str]]:
-    return ("b1", {"id": f"w:{i}", "t": t, "s": "YB", "c": "c1", "n": "n1", "at": str(1_700_000_000_000 + i), "l": "0"})
+def ev(i: int, t: str = "quality") -> tuple[str, str]:
+    return ("b1", f"{t}|w:{i}|YB|c1|n1|{1_700_000_000_000 + i}|300|800|0|50|m")
 
 
 def test_append_read_advance_and_empty(tmp_path):
@@ -17,13 +18,13 @@ def test_append_read_advance_and_empty(tmp_path):
     assert s.append([ev(i) for i in range(10)]) == [True] * 10
     assert s.pending == 10
     got = s.read(4)
-    assert [e.fields["id"] for e in got] == ["w:0", "w:1", "w:2", "w:3"]
+    assert [event_id(e.event) for e in got] == ["w:0", "w:1", "w:2", "w:3"]
     s.advance(got[-1].end, len(got))
     s.close()
     # a new owner starts where the old one stopped
     s = Spool(tmp_path / "spool.log")
     s.open()
-    assert s.pending == 6 and s.read(1)[0].fields["id"] == "w:4"
+    assert s.pending == 6 and event_id(s.read(1)[0].event) == "w:4"
     rest = s.read(100)
     s.advance(rest[-1].end, len(rest))
     assert s.pending == 0 and s.size == 0 and (tmp_path / "spool.log").stat().st_size == 0
@@ -37,13 +38,13 @@ def test_a_torn_last_line_is_cut_off(tmp_path):
     s.append([ev(1), ev(2)])
     s.close()
     with open(path, "ab") as fh:
-        fh.write(b'0badc0de\t{"b":"b1","f":{"id":"w:3"')  # a crash in the middle of a write
+        fh.write(b'0badc0de\t{"b":"b1","e":"quality|w:3|Y')  # a crash in the middle of a write
     s = Spool(path)
     s.open()
     assert s.pending == 2
-    assert [e.fields["id"] for e in s.read(10)] == ["w:1", "w:2"]
+    assert [event_id(e.event) for e in s.read(10)] == ["w:1", "w:2"]
     s.append([ev(4)])
-    assert [e.fields["id"] for e in s.read(10)] == ["w:1", "w:2", "w:4"]
+    assert [event_id(e.event) for e in s.read(10)] == ["w:1", "w:2", "w:4"]
     s.close()
 
 
@@ -59,7 +60,7 @@ def test_a_damaged_line_is_skipped_not_fatal(tmp_path):
     s = Spool(path)
     s.open()
     assert s.corrupt == 1 and s.pending == 2
-    assert [e.fields["id"] for e in s.read(10)] == ["w:1", "w:3"]
+    assert [event_id(e.event) for e in s.read(10)] == ["w:1", "w:3"]
     s.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -49,9 +50,7 @@ BRIEFING = BriefingFacts("b1", "Giao ban", T0, T1, ("P", "D1", "D2", "C1", "C2",
 def report(events, now=AFTER, briefing=BRIEFING) -> BriefingReport:
     acc = Accumulator(briefing)
     for i, e in enumerate(events):
-        f = e.to_fields()
-        f["id"] = f"w:{i + 1}"
-        acc.add(f)
+        acc.add(replace(e, id=f"w:{i + 1}").encode())
     return build_report(acc, now, TREE)
 
 
@@ -260,8 +259,14 @@ def test_rows_follow_the_directory_order_and_summary():
 
 def test_decode_round_trip_and_bad_events():
     e = QualitySample(site="C1", conn="a", node="n1", at=at(1), loss=0.0125, rtt_ms=80.5, bitrate_in=321, layer="l", id="w:1")
-    assert decode(e.to_fields()) == e
-    assert decode({"t": "future_type", "s": "x", "at": "0"}) is None
+    assert decode(e.encode()) == e
+    assert e.encode() == "quality|w:1|C1|a|n1|1795136460000|321|0|0.0125|80.5|l"
+    assert decode("future_type|w:2|C1|a|n1|0|x") is None
+    # free text survives any character; identifiers may not hold the separator
+    text = AbsenceReason(site="C1", reason="Mất điện | 100% \n bão", by="admin", at=at(1), id="w:3")
+    assert decode(text.encode()) == text
+    with pytest.raises(EventError):
+        Joined(site="C1", conn="a|b").check()
     with pytest.raises(EventError):
         QualitySample(site="C1", conn="a", loss=1.5).check()
     with pytest.raises(EventError):
