@@ -91,6 +91,7 @@ class AttendanceLog:
         writer_id: str | None = None,
     ) -> None:
         self.redis = redis
+        self._owns_client = False
         self.node = node
         self.writer = writer_id or f"{node or 'node'}.{secrets.token_hex(4)}"
         self.spool = Spool(spool_path, spool_max_bytes)
@@ -120,7 +121,10 @@ class AttendanceLog:
 
     @classmethod
     def for_store(cls, redis: Redis, spool_path: Path, **kwargs: Any) -> AttendanceLog:
-        return cls(writer_client(redis), spool_path, **kwargs)
+        """A log with its own connection to ``redis``'s server (short timeouts), closed with the log."""
+        log = cls(writer_client(redis), spool_path, **kwargs)
+        log._owns_client = True
+        return log
 
     # -- life cycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -154,8 +158,9 @@ class AttendanceLog:
             if not item[3].done():
                 item[3].set_exception(LogClosed("the attendance log closed before the event was written"))
         self.spool.close()
-        with contextlib.suppress(Exception):
-            await self.redis.aclose()
+        if self._owns_client:
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
 
     # -- writing --------------------------------------------------------------------------------
     def submit(self, briefing_id: str, event: Event) -> asyncio.Future[str]:
