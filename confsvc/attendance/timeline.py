@@ -19,7 +19,7 @@ CHART_W = 860
 ROW_H = 14
 GROUP_H = 20
 TOP = 34
-PAD = 6
+PAD = 24  # room for the last tick's label
 MAX_LEAD = timedelta(minutes=60)
 MAX_TAIL = timedelta(minutes=60)
 

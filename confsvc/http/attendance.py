@@ -211,7 +211,14 @@ async def report_page(request: web.Request) -> dict[str, Any]:
 @aiohttp_jinja2.template("attendance/site.html")
 async def site_page(request: web.Request) -> dict[str, Any]:
     period, d_from, d_to = await _site_period(request)
-    return {"period": period, "d_from": d_from.isoformat(), "d_to": d_to.isoformat(), "Status": Status}
+    return {
+        "period": period,
+        "d_from": d_from.isoformat(),
+        "d_to": d_to.isoformat(),
+        "shown_from": d_from.strftime("%d/%m/%Y"),
+        "shown_to": d_to.strftime("%d/%m/%Y"),
+        "Status": Status,
+    }
 
 
 @routes.get("/attendance", name="attendance_index")
