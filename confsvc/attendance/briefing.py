@@ -6,10 +6,10 @@ implementation used by tests and by adapters; any object with these attributes w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Protocol, runtime_checkable
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -71,3 +71,64 @@ class StaticBriefings:
     async def between(self, start: datetime, end: datetime) -> list[BriefingInfo]:
         found = [b for b in self._by_id.values() if start <= b.starts_at < end]
         return sorted(found, key=lambda b: (b.starts_at, b.id))
+
+
+class OccurrenceSource:
+    """A BriefingSource over the scheduling service (``confsvc.scheduling.service.Briefings``).
+
+    Attendance is per *occurrence* (one dated briefing, one log). Scheduling's ids:
+    ``<briefing id>`` for a series and ``<briefing id>-<YYYYMMDDTHHMMZ>`` for an occurrence. ``get``
+    takes either: a series id stands for its latest occurrence that has started (a one-off
+    briefing has exactly one). Cancelled occurrences have no attendance. The report window is the
+    scheduled one, cut at the chair's early end when the briefing ended before its time.
+
+    Duck-typed (the service needs ``get(occurrence_id)``, ``occurrences(briefing_id)`` and
+    ``list(frm, to)`` returning objects with scheduling's ``Occurrence`` fields), so attendance
+    does not import scheduling.
+    """
+
+    def __init__(self, briefings: Any, clock: Callable[[], datetime] | None = None) -> None:
+        self.service = briefings
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    @staticmethod
+    def facts(occ: Any) -> BriefingFacts | None:
+        if str(occ.state) == "cancelled":
+            return None
+        end = occ.ends_at
+        for t in getattr(occ, "transitions", ()):
+            if str(t.state) == "ended" and occ.starts_at < t.at < end:
+                end = t.at  # the chair ended it early
+        return BriefingFacts(
+            id=occ.id,
+            title=occ.title,
+            starts_at=occ.starts_at,
+            ends_at=end,
+            invited=tuple(occ.invited_sites),
+            organizer=occ.organizer,
+            chair_site=getattr(occ, "chair", ""),
+        )
+
+    async def get(self, briefing_id: str) -> BriefingInfo | None:
+        occ = await self.service.get(briefing_id)
+        if occ is None:
+            try:
+                occs = await self.service.occurrences(briefing_id)
+            except Exception:  # scheduling's NotFound: no such series
+                return None
+            now = self.clock()
+            started = [o for o in occs if o.starts_at <= now and str(o.state) != "cancelled"]
+            live = [o for o in occs if str(o.state) != "cancelled"]
+            pick = started[-1] if started else (live[0] if len(live) == 1 else None)
+            if pick is None:
+                return None
+            occ = pick
+        return self.facts(occ)
+
+    async def between(self, start: datetime, end: datetime) -> list[BriefingInfo]:
+        out: list[BriefingInfo] = []
+        for occ in await self.service.list(start, end):
+            f = self.facts(occ)
+            if f is not None and start <= f.starts_at < end:
+                out.append(f)
+        return out

@@ -64,7 +64,8 @@ def may_see(user: User, briefing: BriefingInfo) -> bool:
 async def _briefing(request: web.Request) -> BriefingInfo:
     user = current_user(request)
     assert user is not None
-    bid = request.match_info["id"]
+    # an occurrence id, or a briefing id standing for its latest occurrence that has started
+    bid = request.match_info.get("occ") or request.match_info["id"]
     briefing = await request.app[ATTENDANCE].briefing(bid)
     if briefing is None:
         raise ApiError(404, "unknown_briefing", f"no briefing with id {bid!r}")
@@ -75,6 +76,7 @@ async def _briefing(request: web.Request) -> BriefingInfo:
 
 # --- API ---------------------------------------------------------------------------------------
 @routes.get("/api/briefings/{id}/attendance")
+@routes.get("/api/briefings/{id}/occurrences/{occ}/attendance")
 @require_role(Role.ADMIN, Role.ORGANIZER)
 async def api_report(request: web.Request) -> web.Response:
     briefing = await _briefing(request)
@@ -83,6 +85,7 @@ async def api_report(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/briefings/{id}/attendance.csv")
+@routes.get("/api/briefings/{id}/occurrences/{occ}/attendance.csv")
 @require_role(Role.ADMIN, Role.ORGANIZER)
 async def api_csv(request: web.Request) -> web.Response:
     briefing = await _briefing(request)
@@ -100,6 +103,7 @@ XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 @routes.get("/api/briefings/{id}/attendance.xlsx")
+@routes.get("/api/briefings/{id}/occurrences/{occ}/attendance.xlsx")
 @require_role(Role.ADMIN, Role.ORGANIZER)
 async def api_xlsx(request: web.Request) -> web.Response:
     briefing = await _briefing(request)
@@ -113,6 +117,7 @@ async def api_xlsx(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/briefings/{id}/attendance/{site}/reason")
+@routes.post("/api/briefings/{id}/occurrences/{occ}/attendance/{site}/reason")
 @require_role(Role.ADMIN)
 async def record_reason(request: web.Request) -> web.StreamResponse:
     briefing = await _briefing(request)
@@ -186,6 +191,7 @@ async def api_site_period(request: web.Request) -> web.Response:
 
 # --- pages -------------------------------------------------------------------------------------
 @routes.get("/briefings/{id}/attendance", name="attendance_report")
+@routes.get("/briefings/{id}/occurrences/{occ}/attendance")
 @require_role(Role.ADMIN, Role.ORGANIZER)
 @aiohttp_jinja2.template("attendance/report.html")
 async def report_page(request: web.Request) -> dict[str, Any]:
