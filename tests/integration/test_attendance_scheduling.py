@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from confsvc.attendance.briefing import OccurrenceSource
-from confsvc.attendance.events import Joined, Left, LeaveReason
+from confsvc.attendance.events import Joined, LeaveReason, Left
 from confsvc.attendance.log import AttendanceLog
 from confsvc.attendance.service import AttendanceService
 from confsvc.config import Settings
@@ -58,3 +58,28 @@ async def test_a_scheduled_briefing_reports_its_invited_sites(redis, tmp_path):
         assert rep.row("YB-VY-MAUA").late
     listed = await source.between(t0 - timedelta(days=1), t0 + timedelta(days=1))
     assert [x.id for x in listed] == [occ.id]
+
+
+async def test_http_reports_follow_scheduling_permissions(client, api_token):
+    """Wired as in app.py: an organizer's briefing, made through the scheduling API, reported over HTTP."""
+    from confsvc.http.attendance import ATTENDANCE
+
+    if not isinstance(client.app[ATTENDANCE].briefings, OccurrenceSource):
+        pytest.skip("app.py does not wire attendance to scheduling yet")
+    org = {"Authorization": f"Bearer {await api_token('organizer', 'organizer1')}"}
+    other = {"Authorization": f"Bearer {await api_token('organizer', 'organizer2')}"}
+    admin = {"Authorization": f"Bearer {await api_token('admin')}"}
+    start = datetime.now(UTC) + timedelta(days=2)
+    body = dict(BODY, start=start.strftime("%Y-%m-%dT%H:%M"), end=(start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
+    resp = await client.post("/api/briefings", json=body, headers=org)
+    assert resp.status == 201, await resp.text()
+    bid = (await resp.json())["id"]
+    got = await client.get(f"/api/briefings/{bid}/attendance", headers=org)
+    assert got.status == 200, await got.text()
+    doc = await got.json()
+    assert {r["code"] for r in doc["sites"]} == {"YB-VY", "YB-VY-MAUA", "YB-VY-LAMGIANG"}
+    assert doc["summary"]["pending"] == 3  # not held yet: "chưa điểm danh"
+    occ = doc["briefing"]["id"]
+    assert (await client.get(f"/api/briefings/{bid}/occurrences/{occ}/attendance.xlsx", headers=org)).status == 200
+    assert (await client.get(f"/api/briefings/{bid}/attendance.csv", headers=other)).status == 403
+    assert (await client.get(f"/api/briefings/{bid}/attendance", headers=admin)).status == 200
