@@ -17,7 +17,7 @@ import pytest
 from confsvc.attendance.briefing import BriefingFacts
 from confsvc.attendance.events import Joined, Left, QualitySample, decode, event_id
 from confsvc.attendance.log import AttendanceLog
-from confsvc.attendance.rollups import Accumulator, build_report
+from confsvc.attendance.rollups import Accumulator, Status, build_report
 from confsvc.attendance.spool import Spool
 from confsvc.store import keys
 from confsvc.store.redis import client as redis_client
@@ -249,6 +249,15 @@ async def test_writer_killed_mid_stream_keeps_every_acknowledged_event(private, 
         proc.wait()
         ids = await stream_ids(r)
         assert set(acks) <= set(ids) and len(ids) == len(set(ids))
+        # the dead node wrote no 'left': the report shows the drop once its connection has gone quiet
+        now = datetime.now(UTC)
+        b = BriefingFacts(BID, "x", now - timedelta(minutes=10), now + timedelta(minutes=50), ("YB",), "o")
+        acc = Accumulator(b)
+        for _, f in await r.xrange(keys.attendance_log(BID)):
+            acc.add(f["e"])
+        row = build_report(acc, now + timedelta(minutes=2)).row("YB")
+        assert row is not None and row.drops == 1 and row.segments[-1].reason == "lost"
+        assert row.status is Status.PRESENT and not row.connected_now
         # 2. Redis down: the writer spools, and is killed -9 too
         private.kill9()
         proc = _spawn(tmp_path, private.url, spool)
