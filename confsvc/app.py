@@ -17,11 +17,12 @@ from aiohttp_session import setup as setup_session
 from aiohttp_session.redis_storage import RedisStorage
 from prometheus_client import CollectorRegistry
 
+from confsvc.attendance.briefing import OccurrenceSource
 from confsvc.auth.accounts import Accounts, Role
 from confsvc.auth.sitelinks import SiteLinks
 from confsvc.config import Settings
 from confsvc.directory.service import Directory
-from confsvc.http import admin, api, i18n, pages, site
+from confsvc.http import admin, api, attendance, i18n, pages, scheduling, site
 from confsvc.http.authz import CSRF_NONCE, auth_middleware, csrf_token, current_user
 from confsvc.http.context import ACCOUNTS, DIRECTORY, METRICS, REDIS, SECRET, SETTINGS, SITE_LINKS, STATUS
 from confsvc.http.errors import error_middleware
@@ -151,13 +152,11 @@ def build_app(settings: Settings, redis: Redis, secret: str) -> web.Application:
     app.router.add_routes(api.routes)
     app.router.add_routes(site.routes)
     app.router.add_routes(admin.routes)
+    scheduling.setup(app)  # /api/briefings, /briefings pages, calendars; the lifecycle clock
+    attendance.setup(app, OccurrenceSource(app[scheduling.BRIEFINGS]))  # reports, exports, the node's attendance log
     app.router.add_static("/static/", WEB_DIR / "static", name="static", append_version=True)
 
     app.on_startup.append(_on_startup)
-
-    from confsvc.http import scheduling as scheduling_http
-
-    scheduling_http.setup(app)  # /api/briefings, /briefings pages, calendars; the lifecycle clock
 
     async def _close_session_redis(_: web.Application) -> None:
         await session_redis.aclose()

@@ -88,3 +88,17 @@ def site_bookings(code: str) -> str:
 def site_briefings(code: str) -> str:
     """set: ids of the briefings a site is invited to or chairs (its calendar feed)."""
     return f"{PREFIX}sched:site:{code}:briefings"
+# --- attendance -------------------------------------------------------------------------------
+def attendance_log(briefing_id: str) -> str:
+    """stream: the briefing's attendance events (confsvc.attendance.events), append-only."""
+    return f"{PREFIX}att:{briefing_id}:log"
+
+
+def attendance_writers(briefing_id: str) -> str:
+    """hash: writer id -> last sequence number appended to the briefing's log (no event twice)."""
+    return f"{PREFIX}att:{briefing_id}:writers"
+
+
+def attendance_report_cache(briefing_id: str) -> str:
+    """string: JSON of the finished briefing's report rows, with the log position it was made at."""
+    return f"{PREFIX}att:{briefing_id}:report"

@@ -91,16 +91,16 @@ async def test_rotate_without_csrf_changes_nothing(client, login, redis):
     assert await links.token("YB-MCC") != before
 
 
-async def test_roles_are_kept_out_of_each_others_pages(client, login, aiohttp_client, app):
+async def test_roles_are_kept_out_of_each_others_pages(client, login, aiohttp_client):
     await login(client, "chair")
     resp = await client.post("/api/sites/YB/link/rotate", headers={"X-CSRF-Token": client.csrf, "Accept": "application/json"})
     assert resp.status == 403
     assert (await resp.json())["error"] == "forbidden"
     assert (await client.get("/admin/users")).status == 403
-    organizer = await aiohttp_client(app)
+    organizer = await aiohttp_client(client.server)  # another browser, same server
     await login(organizer, "organizer")
     assert (await organizer.get("/admin/users")).status == 403
-    admin = await aiohttp_client(app)
+    admin = await aiohttp_client(client.server)
     await login(admin, "admin", username="admin2")
     assert (await admin.get("/admin/users")).status == 200
 

@@ -3,6 +3,7 @@ from pathlib import Path
 
 from confsvc.http.i18n import WEB_DIR, Translator, load_catalogues
 
+UNITS = {"ms", "kbps", "Mbps", "fps", "px", "s", "CSV", "XLSX", "ICS", "RTT"}  # units and format names
 KEY_CALL = re.compile(r"""_\(\s*["']([a-z0-9_.]+)["']""")
 
 
@@ -28,10 +29,11 @@ def test_no_visible_text_hard_coded_in_templates():
     offenders = []
     for f in Path(WEB_DIR / "templates").rglob("*.html"):
         html = f.read_text(encoding="utf-8")
+        html = re.sub(r"{%\s*block \w*class\s*%}.*?{%\s*endblock\s*%}", " ", html, flags=re.S)  # CSS classes
         html = re.sub(r"{%.*?%}|{{.*?}}|{#.*?#}", " ", html, flags=re.S)
         html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)
         for text in re.findall(r">([^<]+)<", html):
-            words = re.findall(r"[^\W\d_]{2,}", text)
+            words = [w for w in re.findall(r"[^\W\d_]{2,}", text) if w not in UNITS]
             if words and text.strip() not in ("Tiếng Việt", "English"):
                 offenders.append(f"{f.name}: {text.strip()!r}")
     assert not offenders, offenders
