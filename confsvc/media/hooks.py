@@ -27,11 +27,14 @@ from typing import Any
 
 import aioice.ice
 import aiortc
+import pylibsrtp
 from aiortc import RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcicetransport import RTCIceGatherer
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
+from pylibsrtp._binding import ffi as _srtp_ffi
+from pylibsrtp._binding import lib as _srtp_lib
 
 PINNED = "1.16."
 
@@ -104,6 +107,9 @@ def problems() -> list[str]:
         out.append("aioice Connection.sendto no longer sends on the nominated pair's protocol")
     if "self.transport.sendto(" not in _src(aioice.ice.StunProtocol.send_data):
         out.append("aioice StunProtocol.send_data no longer writes to its datagram transport")
+    session_init = _src(pylibsrtp.Session.__init__)
+    if "self._srtp = " not in session_init or not hasattr(_srtp_lib, "srtp_protect"):
+        out.append("pylibsrtp.Session no longer keeps its srtp_t in _srtp")
     if "self._sock = sock" not in _src(asyncio.selector_events._SelectorTransport.__init__):
         out.append("asyncio selector transports no longer keep their socket in _sock")
     return out
@@ -203,6 +209,32 @@ def is_connected(dtls: RTCDtlsTransport) -> bool:
     return dtls._state == State.CONNECTED
 
 
+def fast_protect(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
+    """``session.protect`` without pylibsrtp's per-call allocations (its own buffer and length
+    cell, bound once). Raises pylibsrtp.Error or ValueError like the original."""
+    srtp = session._srtp[0]
+    cdata = _srtp_ffi.new("char[]", 1500)
+    buf = _srtp_ffi.buffer(cdata)
+    len_p = _srtp_ffi.new("int *")
+    protect = _srtp_lib.srtp_protect
+    limit = 1500 - pylibsrtp.SRTP_MAX_TRAILER_LEN
+
+    def protect_rtp(data: bytes) -> bytes:
+        n = len(data)
+        if n > limit:
+            raise ValueError("packet is too long")
+        buf[0:n] = data
+        len_p[0] = n
+        rc = protect(srtp, cdata, len_p)
+        if rc:
+            raise pylibsrtp.Error(f"srtp_protect failed ({rc})")
+        return buf[0 : len_p[0]]
+
+    # keep the cffi objects alive with the closure
+    protect_rtp.__dict__["_keep"] = (session, cdata, len_p)
+    return protect_rtp
+
+
 class Sink:
     """Where a transport's outgoing packets go: SRTP session and the nominated pair's socket.
 
@@ -215,7 +247,7 @@ class Sink:
     def __init__(self, session: Any, sock: Any, addr: tuple[str, int]) -> None:
         self.session = session
         self.sock = sock
-        self.protect = session.protect
+        self.protect = fast_protect(session)
         self.protect_rtcp = session.protect_rtcp
         self.sendto = sock.sendto
         self.addr = addr
