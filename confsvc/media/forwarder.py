@@ -401,7 +401,6 @@ class Slot:
             self.started = True
             self.seq_off = self.ts_off = self.pid_off = self.tl0_off = 0
         self.rewrite = bool(self.pid_off or self.tl0_off) or (first.vp8 is not None and first.pid >= 0 and not first.vp8.pid_long)
-        self.epochs.clear()
         self._new_epoch(producer, first.seq)
         self.producer = producer
         self.switches += 1
