@@ -75,6 +75,8 @@ def problems() -> list[str]:
     setup = _src(RTCDtlsTransport._setup_srtp)
     if "self._tx_srtp = Session(" not in setup or "allow_repeat_tx = True" not in setup:
         out.append("RTCDtlsTransport._setup_srtp no longer sets _tx_srtp (with allow_repeat_tx)")
+    if "self._ssrc = random32()" not in _src(RTCRtpSender.__init__):
+        out.append("RTCRtpSender no longer keeps its SSRC in _ssrc")
     if "self._transport = transport" not in _src(RTCDtlsTransport.__init__):
         out.append("RTCDtlsTransport no longer keeps its ICE transport in _transport")
     if not hasattr(State, "CONNECTED"):
@@ -203,6 +205,11 @@ def capture_receive(receiver: RTCRtpReceiver, on_params: Callable[[Any], None]) 
         on_params(parameters)
 
     receiver.receive = receive  # type: ignore[method-assign]
+
+
+def sender_ssrc(sender: RTCRtpSender) -> int:
+    """The SSRC aiortc put in the offer for this sender (the slot writes with it)."""
+    return sender._ssrc
 
 
 def is_connected(dtls: RTCDtlsTransport) -> bool:

@@ -333,7 +333,7 @@ class Participant:
         for name, kind, t in transceivers:
             m = next(m for m in local.media if m.rtp.muxId == t.mid)
             codec = m.rtp.codecs[0]
-            slot = Slot(self, name, kind, t.mid, t.sender._ssrc, codec.payloadType, codec.clockRate,
+            slot = Slot(self, name, kind, t.mid, hooks.sender_ssrc(t.sender), codec.payloadType, codec.clockRate,
                         counters=room.counters, on_change=room._slot_changed)
             self.slots[name] = slot
             self._slots_by_ssrc[slot.ssrc] = slot
