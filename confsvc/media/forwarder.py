@@ -345,7 +345,7 @@ class Slot:
         if producer is None:
             self.detach()
             return
-        if producer is self.producer:
+        if producer is self.producer or self.paused:
             return
         if producer.kind == "video" and self.live:
             run = producer.cache.keyframe_run(now, replay_max_age)
@@ -359,6 +359,29 @@ class Slot:
         if producer.kind == "video":
             self.plis += 1
             producer.request_keyframe_upstream(producer)
+
+    def pause(self) -> None:
+        """Stop sending video (the allocator's last resort), keeping the numbering for resume."""
+        if self.paused:
+            return
+        self.paused = True
+        producer = self.producer
+        if producer is not None:
+            self._snapshot(producer)
+            if self in producer.slots:
+                producer.slots.remove(self)
+            self.producer = None
+        if self.pending is not None and self in self.pending.waiting:
+            self.pending.waiting.remove(self)
+        self.pending = None
+
+    def resume(self, now: float | None = None, replay_max_age: float = 1.5) -> None:
+        """Send again, from a keyframe of the target (cached run or PLI)."""
+        if not self.paused:
+            return
+        self.paused = False
+        target, self.target = self.target, None
+        self.retarget(target, now, replay_max_age)
 
     def detach(self) -> None:
         old = self.producer

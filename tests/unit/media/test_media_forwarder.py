@@ -316,3 +316,22 @@ def test_unannounced_ssrc_is_routed_by_mid():
     s.retarget(r.B, now=r.clock.t)
     r.ing.handle(rtp(VP8_PT, 5, 6, 0x777, vp8_payload(start=True, key=True), exts=bytes((0x10, ord("b")))))
     assert r.B.ssrc == 0x777 and len(sink.sent) == 1
+
+
+def test_pause_and_resume_keep_one_continuous_stream():
+    r = Rig()
+    sink = Capture()
+    s = r.slot(sink=sink)
+    s.retarget(r.A, now=r.clock.t)
+    r.frame(0xA, key=True)
+    r.frame(0xA)
+    s.pause()
+    r.frame(0xA)
+    n = len(sink.sent)
+    s.resume(now=r.clock.t + 10)  # cached run too old: waits for a keyframe
+    r.frame(0xA)
+    assert len(sink.sent) == n
+    r.frame(0xA, key=True)
+    out = [decode(d) for d in sink.sent]
+    assert len(out) == n + 3 and out[n]["key"]
+    assert_continuous(out)
