@@ -31,12 +31,17 @@ from confsvc.media.forwarder import Producer, Slot  # noqa: E402
 from confsvc.media.hooks import fast_protect  # noqa: E402
 from confsvc.media.ingress import Ingress  # noqa: E402
 
+PROFILES = {  # name: (libsrtp profile, key+salt length)
+    "cm": (Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 30),
+    "gcm": (Policy.SRTP_PROFILE_AEAD_AES_256_GCM, 44),  # what aiortc negotiates first
+}
+SRTP = "cm"
+
 
 class FakeSink:
     def __init__(self, sock: socket.socket, addr: tuple[str, int]) -> None:
-        key = os.urandom(30)
-        policy = Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND,
-                        srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80)
+        profile, keylen = PROFILES[SRTP]
+        policy = Policy(key=os.urandom(keylen), ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile)
         policy.allow_repeat_tx = True  # as aiortc sets it
         policy.window_size = 1024
         self.session = Session(policy)
@@ -127,6 +132,7 @@ def run(n: int, packets: int, payload: int, profile: bool) -> dict:
     send_us = (time.process_time() - t0) / k * 1e6
     result = {
         "subscribers": n,
+        "srtp_profile": SRTP,
         "packets_in": len(data),
         "payload_bytes": payload,
         "forwarded": forwarded,
@@ -154,7 +160,10 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=3000)
     ap.add_argument("--payload", type=int, default=1100)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--srtp", choices=sorted(PROFILES), default="cm")
     args = ap.parse_args()
+    global SRTP
+    SRTP = args.srtp
     print(json.dumps(run(args.n, args.packets, args.payload, args.profile)))
 
 

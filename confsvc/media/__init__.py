@@ -27,6 +27,10 @@ Python API (stable; used by ``bench/`` and, later, by ``confsvc.signaling``)::
 
     room.counters                      # Counters: forwarded packets/bytes, malformed, nacks, plis...
     room.stats()                       # dict: room counters, per participant, per producer, per slot
+    p.stats()                          # its producers (packets, resolution, PLIs) and slots (what each
+                                       #   shows, packets, NACKs, RR loss/jitter/RTT); p.remb: its REMB
+    p.slots["stage"].max_tid = 1       # issue 4 hooks: temporal cap; .pause()/.resume(); .retarget(layer)
+    p.producers                        # its incoming tracks; video ones carry .layer, .width, .height
     room.fanout_samples                # with MediaConfig(measure_fanout=True): ingress->last egress (s)
 
     await room.remove_participant("commune-7")   # frees its producers and slots
@@ -36,6 +40,9 @@ Test and bench peers on aiortc must be held to the same addresses as the node (D
 
     from confsvc.media.hooks import restrict_ice
     pc = RTCPeerConnection(); ...; restrict_ice(pc, ["127.0.0.1"]); await pc.setLocalDescription(...)
+
+Errors from bad input (SDP we cannot use, unknown participant, a call in the wrong state) are
+``confsvc.media.room.MediaError`` (a ValueError) with a message naming the problem.
 
 Slots, producers and the per-packet path are in :mod:`confsvc.media.forwarder`; the pure pieces
 (RTP/VP8 parsing, packet cache, speaker detection, keyframe throttle) need no sockets.
