@@ -1,20 +1,30 @@
 """Micro-benchmark of the media plane's per-packet path, without ICE/DTLS set-up.
 
-One video Producer fans out to N slots, each bound to its own SRTP session and UDP socket sending
-to a 127.0.0.1 socket that never reads (the kernel drops what overflows, as a slow subscriber's
-would). Packets enter through Ingress.handle (the same entry as the transport tap), so the figure
-covers parse, cache, header rewrite, SRTP protect and sendto. It prints one JSON object; with
---profile it also writes a cProfile table to stderr.
+One video Producer fans out to N slots, each bound to its own SRTP session and UDP socket.
+Packets enter through Ingress.handle (the same entry as the transport tap), so the figure covers
+parse, cache, header rewrite, SRTP protect, egress queueing and sendto.
+
+Two modes:
+- default: as fast as possible, to a 127.0.0.1 socket that never reads (pure send-path cost);
+- ``--readers K``: N receiving sockets read by K other processes (asyncio, like light
+  subscribers), packets paced like a 1 Mbps 30 fps publisher (frames of --ppf packets, --gap
+  seconds apart). Here the kernel's wake-up of the receiver is part of each send, and egress
+  bursts (``--hold``) show what they save.
+
+It prints one JSON object; with --profile it also writes a cProfile table to stderr.
 
     python bench/forwarding_micro.py --n 50 --packets 4000
+    python bench/forwarding_micro.py --n 50 --packets 600 --readers 4 --hold 0.015
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import io
 import json
+import multiprocessing as mp
 import os
 import pstats
 import socket
@@ -71,16 +81,45 @@ def vp8_packets(count: int, payload_size: int, pkts_per_frame: int = 4) -> list[
     return out
 
 
-def run(n: int, packets: int, payload: int, profile: bool) -> dict:
+def _reader(count: int, ports: mp.Queue, stop: mp.Event) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        class Count(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple) -> None:
+                pass
+
+        got = []
+        for _ in range(count):
+            _t, _p = await loop.create_datagram_endpoint(Count, local_addr=("127.0.0.1", 0))
+            got.append(_t.get_extra_info("sockname"))
+        ports.put(got)
+        await loop.run_in_executor(None, stop.wait)
+
+    asyncio.run(main())
+
+
+def run(n: int, packets: int, payload: int, profile: bool, readers: int = 0, hold: float = 0.0,
+        ppf: int = 4, gap: float = 0.0038) -> dict:
     counters = Counters()
     ing = Ingress(counters)
     ing.mid_id, ing.abs_id = 1, 3
-    prod = Producer(None, "video", "0", 90000, counters=counters)
+    prod = Producer(None, "video", "0", 90000, counters=counters, hold=hold)
     ing.add_producer(prod, 96, 97, 0x1234, 0x5678)
     sink_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink_sock.bind(("127.0.0.1", 0))
     sink_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
     addr = sink_sock.getsockname()
+    addrs = [addr] * n
+    procs = []
+    stop = mp.Event()
+    if readers:
+        q: mp.Queue = mp.Queue()
+        per = [n // readers + (1 if i < n % readers else 0) for i in range(readers)]
+        procs = [mp.Process(target=_reader, args=(c, q, stop), daemon=True) for c in per]
+        for pr in procs:
+            pr.start()
+        addrs = sum((q.get() for _ in procs), [])
     socks = []
     for i in range(n):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -88,24 +127,36 @@ def run(n: int, packets: int, payload: int, profile: bool) -> dict:
         s.setblocking(False)
         socks.append(s)
         slot = Slot(None, "stage", "video", "0", 0x10000 + i, 97, 90000, counters=counters)
-        slot.bind(FakeSink(s, addr))
+        slot.bind(FakeSink(s, tuple(addrs[i])))
         slot.target = prod
         prod.slots.append(slot)
         slot.producer = prod
         slot.started = True
-    data = vp8_packets(packets, payload)
+    data = vp8_packets(packets + 200, payload, ppf)
     warm = data[:200]
     for d in warm:
         ing.handle(d)
-    # re-number the measured run after the warm-up
     data = data[200:]
     prof = cProfile.Profile() if profile else None
     c0 = time.process_time()
     w0 = time.perf_counter()
     if prof:
         prof.enable()
-    for d in data:
-        ing.handle(d)
+    if readers:
+        # paced: a frame every 1/30 s, its packets `gap` apart
+        start = time.perf_counter()
+        for i, d in enumerate(data):
+            frame, k = divmod(i, ppf)
+            due = start + frame / 30 + k * gap
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            ing.handle(d)
+        prod.flush()
+    else:
+        for d in data:
+            ing.handle(d)
+        prod.flush()
     if prof:
         prof.disable()
     cpu = time.process_time() - c0
@@ -142,6 +193,10 @@ def run(n: int, packets: int, payload: int, profile: bool) -> dict:
         "srtp_protect_us": round(srtp_us, 3),
         "sendto_us": round(send_us, 3),
         "python_overhead_us": round(cpu / forwarded * 1e6 - srtp_us - send_us, 3),
+        "readers": readers,
+        "paced": bool(readers),
+        "egress_hold_s": hold,
+        "packets_per_frame": ppf,
         "profiled": profile,
     }
     if prof:
@@ -151,6 +206,9 @@ def run(n: int, packets: int, payload: int, profile: bool) -> dict:
     for s in socks:
         s.close()
     sink_sock.close()
+    stop.set()
+    for pr in procs:
+        pr.join(5)
     return result
 
 
@@ -161,10 +219,15 @@ def main() -> None:
     ap.add_argument("--payload", type=int, default=1100)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--srtp", choices=sorted(PROFILES), default="cm")
+    ap.add_argument("--readers", type=int, default=0, help="reader processes (0: a socket that never reads)")
+    ap.add_argument("--hold", type=float, default=0.0, help="egress hold (s), as MediaConfig.egress_hold")
+    ap.add_argument("--ppf", type=int, default=4, help="packets per frame")
+    ap.add_argument("--gap", type=float, default=0.0038, help="publisher pacing between packets (s)")
     args = ap.parse_args()
     global SRTP
     SRTP = args.srtp
-    print(json.dumps(run(args.n, args.packets, args.payload, args.profile)))
+    print(json.dumps(run(args.n, args.packets, args.payload, args.profile, args.readers, args.hold,
+                         args.ppf, args.gap)))
 
 
 if __name__ == "__main__":

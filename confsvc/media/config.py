@@ -27,6 +27,9 @@ class MediaConfig:
     # packet cache: recent packets kept for NACK (power of two) and the bound of the keyframe run
     nack_cache: int = 1024
     keyframe_cache: int = 800
+    # egress bursts: a video packet waits at most this long for the rest of its frame, so each
+    # subscriber gets a frame's packets back to back (one receiver wake-up per burst). 0: no wait.
+    egress_hold: float = 0.015
     # room ticker period: sender reports, receiver reports, speaker decisions, keyframe retries
     tick: float = 0.1
     sr_interval: float = 1.0

@@ -18,6 +18,7 @@ Hooks for issue 4 (layers, temporal caps, allocator): ``Producer.layer`` / ``wid
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import time
 from collections import deque
@@ -77,6 +78,7 @@ class Producer:
         keyframe_cache: int = 800,
         pli_interval: float = 0.5,
         layer: int = 0,
+        hold: float = 0.0,
     ) -> None:
         self.owner = owner  # the publishing Participant (or a test stand-in)
         self.kind = kind
@@ -92,6 +94,11 @@ class Producer:
         self.slots: list[Slot] = []  # slots carrying this producer
         self.waiting: list[Slot] = []  # slots switching to this producer at its next keyframe
         self.keyframes = KeyframeThrottle(pli_interval)
+        # egress bursts: video packets wait (at most `hold` seconds) for the end of their frame
+        self.hold = hold if kind == "video" else 0.0
+        self.held = 0
+        self.held_since = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self.request_keyframe_upstream: Callable[[Producer], None] = lambda p: None
         # highest in-order packet (the base of every slot's continuation)
         self.started = False
@@ -175,14 +182,16 @@ class Producer:
                 s._new_epoch(self, (pkt.seq + 1) & 0xFFFF)
 
     def forward(self, pkt: Packet) -> None:
-        """The hot path: one header rewrite, one SRTP protect and one send per slot."""
+        """The hot path: one header rewrite and one SRTP protect per slot; the protected packets
+        wait in each slot's queue until the frame is complete (marker bit), then go out in one burst
+        per subscriber (see ``flush``)."""
         seq = pkt.seq
         ts = pkt.ts
         m = pkt.m
         tail = pkt.tail
         size = pkt.size
         errors = 0
-        sent = 0
+        queued = 0
         for s in self.slots:
             if pkt.late or pkt.tid > s.max_tid or s.rewrite:
                 if not s.special(pkt):
@@ -192,17 +201,68 @@ class Producer:
                 data = s.hdr_pack(0x90, s.pt | m, (seq + s.seq_off) & 0xFFFF, (ts + s.ts_off) & 0xFFFFFFFF,
                                   s.ssrc, s.prefix) + tail
             try:
-                s.sendto(s.protect(data), s.addr)
-            except Exception:  # noqa: BLE001 - a full socket buffer or a closed sink never stops the others
+                s.queue.append(s.protect(data))
+            except Exception:  # noqa: BLE001 - a closed sink never stops the others
                 errors += 1
                 continue
             s.packets += 1
             s.octets += size
-            sent += 1
+            queued += 1
         c = self.counters
-        c.rtp_out += sent
-        c.rtp_out_bytes += sent * size
+        c.rtp_out += queued
+        c.rtp_out_bytes += queued * size
         c.send_errors += errors
+        if not queued:
+            return
+        if m or self.hold <= 0.0 or pkt.late:
+            self.flush()
+            return
+        if self.held == 0:
+            self.held_since = pkt.arrival
+            if self._timer is None:
+                try:
+                    self._timer = asyncio.get_running_loop().call_later(self.hold, self._timer_flush)
+                except RuntimeError:  # no loop (unit tests): the marker or the age check flushes
+                    pass
+        self.held += 1
+        if self.held >= 32 or pkt.arrival - self.held_since >= self.hold:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send every slot's queued packets, back to back per subscriber socket: the receiver is
+        woken once per burst, not once per packet (the kernel's loopback/wake-up cost dominates)."""
+        self.held = 0
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            timer.cancel()
+        errors = 0
+        for s in self.slots:
+            q = s.queue
+            if q:
+                sendto, addr = s.sendto, s.addr
+                for d in q:
+                    try:
+                        sendto(d, addr)
+                    except Exception:  # noqa: BLE001 - a full socket buffer never stops the others
+                        errors += 1
+                q.clear()
+        if errors:
+            self.counters.send_errors += errors
+
+    def _timer_flush(self) -> None:
+        self._timer = None
+        self.flush()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for s in list(self.slots):
+            s.queue.clear()
+        self.slots.clear()
+        self.waiting.clear()
+        self.cache.clear()
 
     def _attach_waiting(self, pkt: Packet) -> None:
         waiting, self.waiting = self.waiting, []
@@ -294,6 +354,7 @@ class Slot:
         self.last_tl0 = 0
         self.last_arrival = 0.0
         self.last_built = b""
+        self.queue: list[bytes] = []  # protected packets waiting for the producer's flush
         self.epochs: deque[tuple[Producer, int, int, int, int, int, int]] = deque(maxlen=_MAX_EPOCHS)
         # counters for sender reports and stats
         self.packets = 0
@@ -313,6 +374,7 @@ class Slot:
     def bind(self, sink: Any) -> None:
         """Start writing to a connected subscriber transport (a hooks.Sink) or stop (None)."""
         if sink is None:
+            self.queue.clear()
             self.live = False
             self.protect, self.sendto, self.addr = _closed, _closed2, None
             if self.producer is not None and self in self.producer.slots:
@@ -395,6 +457,7 @@ class Slot:
             self.on_change(self)
 
     def _snapshot(self, old: Producer) -> None:
+        self._send_queue()
         self.last_seq = (old.max_seq + self.seq_off) & 0xFFFF
         self.last_ts = (old.max_ts + self.ts_off) & 0xFFFFFFFF
         self.last_pid = (old.max_pid + self.pid_off) & 0x7FFF
@@ -432,6 +495,16 @@ class Slot:
             producer.slots.append(self)
         if self.on_change is not None:
             self.on_change(self)
+
+    def _send_queue(self) -> None:
+        q = self.queue
+        if q:
+            for d in q:
+                try:
+                    self.sendto(d, self.addr)
+                except Exception:  # noqa: BLE001
+                    self.counters.send_errors += 1
+            q.clear()
 
     def _new_epoch(self, producer: Producer, in_seq: int) -> None:
         self.epochs.append((producer, in_seq, (in_seq + self.seq_off) & 0xFFFF,

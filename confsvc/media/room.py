@@ -189,7 +189,7 @@ class Participant:
             layer = sum(1 for p in self.producers if p.kind == om.kind)
             producer = Producer(self, om.kind, om.rtp.muxId, codec.clockRate, counters=room.counters,
                                 cache_size=cfg.nack_cache, keyframe_cache=cfg.keyframe_cache,
-                                pli_interval=cfg.pli_interval, layer=layer)
+                                pli_interval=cfg.pli_interval, layer=layer, hold=cfg.egress_hold)
             producer.request_keyframe_upstream = self._request_keyframe
             ing.add_producer(producer, codec.payloadType, rtx_pt, ssrc, rtx_ssrc)
             self.producers.append(producer)
@@ -552,9 +552,7 @@ class Room:
                    (slot.pending is not None and slot.pending.owner is p):
                     slot.retarget(None)
         for producer in p.producers:
-            producer.slots.clear()
-            producer.waiting.clear()
-            producer.cache.clear()
+            producer.close()
         await p.close()
         self._retarget_all()
 

@@ -335,3 +335,49 @@ def test_pause_and_resume_keep_one_continuous_stream():
     out = [decode(d) for d in sink.sent]
     assert len(out) == n + 3 and out[n]["key"]
     assert_continuous(out)
+
+
+def test_egress_waits_for_the_end_of_the_frame_then_bursts_in_order():
+    r = Rig()
+    r.A.hold = 0.015
+    sink = Capture()
+    s = r.slot(sink=sink)
+    s.retarget(r.A, now=r.clock.t)
+    raw = r.frame(0xA, key=True, packets=3, send=False)
+    r.ing.handle(raw[0])
+    r.ing.handle(raw[1])
+    assert sink.sent == [] and len(s.queue) == 2  # waiting for the marker
+    r.ing.handle(raw[2])
+    seqs = [decode(d)["seq"] for d in sink.sent]
+    assert len(seqs) == 3 and s.queue == []
+    assert seqs == [seqs[0], (seqs[0] + 1) & 0xFFFF, (seqs[0] + 2) & 0xFFFF]
+
+
+def test_egress_hold_is_bounded_when_the_marker_never_comes():
+    r = Rig()
+    r.A.hold = 0.015
+    sink = Capture()
+    s = r.slot(sink=sink)
+    s.retarget(r.A, now=r.clock.t)
+    raw = r.frame(0xA, key=True, packets=4, send=False)
+    r.ing.handle(raw[0])
+    r.clock.t += 0.02  # the rest of the frame is late (or its marker was lost)
+    r.ing.handle(raw[1])
+    assert len(sink.sent) == 2  # flushed by age, not held any longer
+
+
+def test_switching_sends_what_was_queued_first():
+    r = Rig()
+    r.A.hold = r.B.hold = 0.015
+    sink = Capture()
+    s = r.slot(sink=sink)
+    s.retarget(r.A, now=r.clock.t)
+    r.frame(0xA, key=True)
+    r.frame(0xB, key=True)
+    held = r.frame(0xA, send=False)
+    r.ing.handle(held[0])  # queued, frame incomplete
+    s.retarget(r.B, now=r.clock.t)  # replays B's run at once
+    r.frame(0xB)
+    out = [decode(d) for d in sink.sent]
+    assert_continuous(out[:4])  # A's keyframe and the queued packet went out before B's run
+    assert out[3]["seq"] + 1 == out[4]["seq"] and out[4]["key"]
