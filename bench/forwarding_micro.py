@@ -46,6 +46,7 @@ PROFILES = {  # name: (libsrtp profile, key+salt length)
     "gcm": (Policy.SRTP_PROFILE_AEAD_AES_256_GCM, 44),  # what aiortc negotiates first
 }
 SRTP = "cm"
+CONNECT = False
 
 
 class FakeSink:
@@ -57,8 +58,12 @@ class FakeSink:
         self.session = Session(policy)
         self.protect = fast_protect(self.session)
         self.protect_rtcp = self.session.protect_rtcp
-        self.sendto = sock.sendto
-        self.addr = addr
+        if CONNECT:
+            sock.connect(addr)
+            self.send = sock.send
+        else:
+            sendto = sock.sendto
+            self.send = lambda data: sendto(data, addr)
 
 
 def vp8_packets(count: int, payload_size: int, pkts_per_frame: int = 4) -> list[bytes]:
@@ -196,6 +201,7 @@ def run(n: int, packets: int, payload: int, profile: bool, readers: int = 0, hol
         "readers": readers,
         "paced": bool(readers),
         "egress_hold_s": hold,
+        "connected_sockets": CONNECT,
         "packets_per_frame": ppf,
         "profiled": profile,
     }
@@ -219,13 +225,15 @@ def main() -> None:
     ap.add_argument("--payload", type=int, default=1100)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--srtp", choices=sorted(PROFILES), default="cm")
+    ap.add_argument("--connect", action="store_true", help="connect() each socket (MediaConfig.connect_udp)")
     ap.add_argument("--readers", type=int, default=0, help="reader processes (0: a socket that never reads)")
     ap.add_argument("--hold", type=float, default=0.0, help="egress hold (s), as MediaConfig.egress_hold")
     ap.add_argument("--ppf", type=int, default=4, help="packets per frame")
     ap.add_argument("--gap", type=float, default=0.0038, help="publisher pacing between packets (s)")
     args = ap.parse_args()
-    global SRTP
+    global SRTP, CONNECT
     SRTP = args.srtp
+    CONNECT = args.connect
     print(json.dumps(run(args.n, args.packets, args.payload, args.profile, args.readers, args.hold,
                          args.ppf, args.gap)))
 

@@ -29,7 +29,10 @@ class MediaConfig:
     keyframe_cache: int = 800
     # egress bursts: a video packet waits at most this long for the rest of its frame, so each
     # subscriber gets a frame's packets back to back (one receiver wake-up per burst). 0: no wait.
-    egress_hold: float = 0.015
+    egress_hold: float = 0.005
+    # connect() each subscriber's UDP socket to its nominated peer address (saves a route lookup
+    # per packet; see hooks.Sink)
+    connect_udp: bool = True
     # room ticker period: sender reports, receiver reports, speaker decisions, keyframe retries
     tick: float = 0.1
     sr_interval: float = 1.0

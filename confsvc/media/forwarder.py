@@ -240,10 +240,10 @@ class Producer:
         for s in self.slots:
             q = s.queue
             if q:
-                sendto, addr = s.sendto, s.addr
+                send = s.send
                 for d in q:
                     try:
-                        sendto(d, addr)
+                        send(d)
                     except Exception:  # noqa: BLE001 - a full socket buffer never stops the others
                         errors += 1
                 q.clear()
@@ -333,8 +333,7 @@ class Slot:
         # output
         self.live = False
         self.protect: Callable[[bytes], bytes] = _closed
-        self.sendto: Callable[[bytes, Any], Any] = _closed2
-        self.addr: Any = None
+        self.send: Callable[[bytes], Any] = _closed
         # what it carries
         self.producer: Producer | None = None
         self.pending: Producer | None = None
@@ -376,11 +375,11 @@ class Slot:
         if sink is None:
             self.queue.clear()
             self.live = False
-            self.protect, self.sendto, self.addr = _closed, _closed2, None
+            self.protect, self.send = _closed, _closed
             if self.producer is not None and self in self.producer.slots:
                 self.producer.slots.remove(self)
             return
-        self.protect, self.sendto, self.addr = sink.protect, sink.sendto, sink.addr
+        self.protect, self.send = sink.protect, sink.send
         if not self.live:
             self.live = True
             # a video receiver must start at a keyframe: (re)start through retarget
@@ -501,7 +500,7 @@ class Slot:
         if q:
             for d in q:
                 try:
-                    self.sendto(d, self.addr)
+                    self.send(d)
                 except Exception:  # noqa: BLE001
                     self.counters.send_errors += 1
             q.clear()
@@ -512,12 +511,12 @@ class Slot:
 
     def replay(self, run: list[Packet]) -> None:
         """Send cached packets (keyframe run) through this slot only."""
-        protect, sendto, addr = self.protect, self.sendto, self.addr
+        protect, send = self.protect, self.send
         n = 0
         for pkt in run:
             data = self.build(pkt, self.seq_off, self.ts_off, self.pid_off, self.tl0_off)
             try:
-                sendto(protect(data), addr)
+                send(protect(data))
             except Exception:  # noqa: BLE001
                 self.counters.send_errors += 1
                 continue
@@ -587,7 +586,7 @@ class Slot:
                 continue
             _producer, pkt, offs = found
             try:
-                self.sendto(self.protect(self.build(pkt, *offs)), self.addr)
+                self.send(self.protect(self.build(pkt, *offs)))
             except Exception:  # noqa: BLE001
                 self.counters.send_errors += 1
                 continue
@@ -627,8 +626,4 @@ def pkt_producer(slot: Slot) -> Producer:
 
 
 def _closed(data: bytes) -> bytes:
-    raise ConnectionError("slot is not bound to a connected transport")
-
-
-def _closed2(data: bytes, addr: Any) -> Any:
     raise ConnectionError("slot is not bound to a connected transport")

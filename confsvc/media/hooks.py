@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import aioice.ice
+import aioice.turn
 import aiortc
 import pylibsrtp
 from aiortc import RTCPeerConnection
@@ -109,6 +110,9 @@ def problems() -> list[str]:
         out.append("aioice Connection.sendto no longer sends on the nominated pair's protocol")
     if "self.transport.sendto(" not in _src(aioice.ice.StunProtocol.send_data):
         out.append("aioice StunProtocol.send_data no longer writes to its datagram transport")
+    if not callable(getattr(aioice.turn.TurnTransport, "sendto", None)) or \
+            inspect.iscoroutinefunction(aioice.turn.TurnTransport.sendto):
+        out.append("aioice TurnTransport.sendto is no longer a plain method")
     session_init = _src(pylibsrtp.Session.__init__)
     if "self._srtp = " not in session_init or not hasattr(_srtp_lib, "srtp_protect"):
         out.append("pylibsrtp.Session no longer keeps its srtp_t in _srtp")
@@ -243,41 +247,56 @@ def fast_protect(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
 
 
 class Sink:
-    """Where a transport's outgoing packets go: SRTP session and the nominated pair's socket.
+    """Where a transport's outgoing packets go: its SRTP session and the nominated pair's socket.
 
-    ``protect``, ``protect_rtcp``, ``sendto`` and ``addr`` are plain attributes so that the hot
-    path can bind them to locals. ``None`` from :meth:`of` means the transport is not (or no longer)
-    connected."""
+    ``protect``, ``protect_rtcp`` and ``send(data)`` are plain attributes so that the hot path can
+    bind them to locals. For a host or server-reflexive pair, ``send`` writes straight to the UDP
+    socket; with ``connect=True`` the socket is first connect()ed to the nominated remote address
+    (the kernel then skips a route lookup per packet; after nomination the peer only ever talks
+    from that address, and aioice's own sends keep working). For a TURN-relayed pair it goes
+    through aioice's TurnTransport. ``None`` from :meth:`of` means not (or no longer) connected."""
 
-    __slots__ = ("protect", "protect_rtcp", "sendto", "addr", "sock", "session")
+    __slots__ = ("protect", "protect_rtcp", "send", "route", "session", "connected")
 
-    def __init__(self, session: Any, sock: Any, addr: tuple[str, int]) -> None:
+    def __init__(self, session: Any, send: Callable[[bytes], Any], route: tuple[Any, ...], connected: bool) -> None:
         self.session = session
-        self.sock = sock
         self.protect = fast_protect(session)
         self.protect_rtcp = session.protect_rtcp
-        self.sendto = sock.sendto
-        self.addr = addr
+        self.send = send
+        self.route = route
+        self.connected = connected
 
     @classmethod
-    def of(cls, dtls: RTCDtlsTransport) -> Sink | None:
+    def of(cls, dtls: RTCDtlsTransport, connect: bool = False, previous: Sink | None = None) -> Sink | None:
         if dtls._state != State.CONNECTED or dtls._tx_srtp is None:
             return None
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None:
             return None
         transport = getattr(pair.protocol, "transport", None)
-        sock = getattr(transport, "_sock", None)
-        if sock is None or transport.is_closing():
+        if transport is None or transport.is_closing():
             return None
-        return cls(dtls._tx_srtp, sock, pair.remote_addr)
-
-    def same_route(self, other: Sink | None) -> bool:
-        return other is not None and other.sock is self.sock and other.addr == self.addr and other.session is self.session
+        addr = pair.remote_addr
+        route = (dtls._tx_srtp, transport, addr)
+        if previous is not None and previous.route == route:
+            return previous
+        sock = getattr(transport, "_sock", None)
+        if sock is None:  # TURN relay: aioice's TurnTransport.sendto is synchronous
+            sendto = transport.sendto
+            return cls(dtls._tx_srtp, lambda data: sendto(data, addr), route, False)
+        if connect:
+            try:
+                if sock.getpeername() != addr:
+                    sock.connect(addr)
+                return cls(dtls._tx_srtp, sock.send, route, True)
+            except OSError:
+                pass
+        sendto = sock.sendto
+        return cls(dtls._tx_srtp, lambda data: sendto(data, addr), route, False)
 
     def send_rtcp(self, data: bytes) -> bool:
         try:
-            self.sendto(self.protect_rtcp(data), self.addr)
+            self.send(self.protect_rtcp(data))
             return True
-        except (OSError, ValueError, Exception):  # noqa: BLE001 - libsrtp errors are plain Exceptions
+        except Exception:  # noqa: BLE001 - OSError, or a libsrtp error
             return False

@@ -443,17 +443,15 @@ class Participant:
         """Bind slots to the subscribe transport when it is up, unbind when it goes; True on change."""
         changed = False
         if self._pub_dtls is not None:
-            sink = hooks.Sink.of(self._pub_dtls)
-            if sink is None or not sink.same_route(self.pub_sink):
-                self.pub_sink = sink
+            self.pub_sink = hooks.Sink.of(self._pub_dtls, previous=self.pub_sink)
         if self._sub_dtls is not None:
-            sink = hooks.Sink.of(self._sub_dtls)
+            sink = hooks.Sink.of(self._sub_dtls, connect=self.room.config.connect_udp, previous=self.sub_sink)
             if sink is None and self.sub_sink is not None:
                 self.sub_sink = None
                 for slot in self.slots.values():
                     slot.bind(None)
                 changed = True
-            elif sink is not None and not sink.same_route(self.sub_sink):
+            elif sink is not None and sink is not self.sub_sink:
                 self.sub_sink = sink
                 for slot in self.slots.values():
                     slot.bind(sink)

@@ -45,12 +45,11 @@ def rtp(pt: int, seq: int, ts: int, ssrc: int, payload: bytes, *, marker: int = 
 
 
 class Capture:
-    """A stand-in for hooks.Sink: protect is the identity, sendto records."""
+    """A stand-in for hooks.Sink: protect is the identity, send records."""
 
     def __init__(self, fail: bool = False) -> None:
         self.sent: list[bytes] = []
         self.fail = fail
-        self.addr = ("127.0.0.1", 9)
 
     def protect(self, data: bytes) -> bytes:
         return data
@@ -58,7 +57,7 @@ class Capture:
     def protect_rtcp(self, data: bytes) -> bytes:
         return data
 
-    def sendto(self, data: bytes, addr: object) -> int:
+    def send(self, data: bytes) -> int:
         if self.fail:
             raise BlockingIOError("socket buffer full")
         self.sent.append(data)
