@@ -286,7 +286,11 @@ class Sink:
             return cls(dtls._tx_srtp, lambda data: sendto(data, addr), route, False)
         if connect:
             try:
-                if sock.getpeername() != addr:
+                try:
+                    peer = sock.getpeername()
+                except OSError:  # not connected yet
+                    peer = None
+                if peer != addr:
                     sock.connect(addr)
                 return cls(dtls._tx_srtp, sock.send, route, True)
             except OSError:

@@ -182,3 +182,11 @@ async def test_a_publisher_that_leaves_frees_its_slots(room, peers):
     room.set_stage("C")
     n = frames(await peers.stats(), "S", stage_mid(sub))
     await peers.wait_for(lambda st: frames(st, "S", stage_mid(sub)) >= n + 5)
+
+
+async def test_subscriber_sockets_are_connected_to_their_peer(room, peers):
+    await peers.publish(room, "A", width=160, height=120)
+    room.set_stage("A")
+    sub = await peers.subscribe(room, "S")
+    await peers.wait_for(lambda st: frames(st, "S", stage_mid(sub)) >= 5)
+    assert sub.sub_sink is not None and sub.sub_sink.connected  # MediaConfig.connect_udp
