@@ -65,9 +65,10 @@ class Pattern(VideoStreamTrack):
 class Tone(MediaStreamTrack):
     kind = "audio"
 
-    def __init__(self, freq: float = 440.0) -> None:
+    def __init__(self, freq: float = 440.0, amplitude: int = 8000) -> None:
         super().__init__()
         self.freq = freq
+        self.amplitude = amplitude
         self.n = 0
         self.start: float | None = None
 
@@ -78,7 +79,7 @@ class Tone(MediaStreamTrack):
         if wait > 0:
             await asyncio.sleep(wait)
         samples = 960
-        pcm = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * self.freq * (self.n * samples + i) / 48000)))
+        pcm = b"".join(struct.pack("<h", int(self.amplitude * math.sin(2 * math.pi * self.freq * (self.n * samples + i) / 48000)))
                        for i in range(samples))
         frame = av.AudioFrame(format="s16", layout="mono", samples=samples)
         frame.planes[0].update(pcm)
@@ -180,11 +181,11 @@ class Peers:
         logging.getLogger("aiortc.rtcrtpreceiver").addHandler(self.errors)
 
     async def op_publish(self, name: str, width: int = 320, height: int = 240, audio: bool = False,
-                         video: bool = True, freq: float = 440.0) -> dict:
+                         video: bool = True, freq: float = 440.0, amplitude: int = 8000) -> dict:
         pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         tracks: list = []
         if audio:
-            tracks.append(Tone(freq))
+            tracks.append(Tone(freq, amplitude))
             pc.addTrack(tracks[-1])
         if video:
             tracks.append(Pattern(width, height))

@@ -190,3 +190,20 @@ async def test_subscriber_sockets_are_connected_to_their_peer(room, peers):
     sub = await peers.subscribe(room, "S")
     await peers.wait_for(lambda st: frames(st, "S", stage_mid(sub)) >= 5)
     assert sub.sub_sink is not None and sub.sub_sink.connected  # MediaConfig.connect_udp
+
+
+async def test_the_site_that_speaks_becomes_dominant_and_is_heard(room, peers):
+    dominant = []
+    room.on_dominant_speaker = dominant.append
+    await peers.publish(room, "quiet", video=False, audio=True, amplitude=0)
+    await peers.publish(room, "talker", video=False, audio=True, amplitude=8000)
+    listener = await peers.subscribe(room, "listener")
+    for _ in range(100):
+        if room.speakers.dominant == "talker":
+            break
+        await asyncio.sleep(0.1)
+    assert dominant and dominant[-1] == "talker" and "quiet" not in dominant
+    carried = {s.producer.owner.id for n, s in listener.slots.items() if n.startswith("audio") and s.producer}
+    assert "talker" in carried
+    st = await peers.wait_for(lambda st: sum(st["subs"]["listener"]["audio"].values()) >= 20)
+    assert st["decode_errors"] == 0
