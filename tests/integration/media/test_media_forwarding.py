@@ -207,3 +207,11 @@ async def test_the_site_that_speaks_becomes_dominant_and_is_heard(room, peers):
     assert "talker" in carried
     st = await peers.wait_for(lambda st: sum(st["subs"]["listener"]["audio"].values()) >= 20)
     assert st["decode_errors"] == 0
+
+
+async def test_the_node_announces_only_the_configured_addresses(room, peers):
+    pub = await peers.publish(room, "A", width=160, height=120)
+    sub = await peers.subscribe(room, "S")
+    for sdp in (pub.pub_pc.localDescription.sdp, sub.sub_pc.localDescription.sdp):
+        cands = [line.split()[4] for line in sdp.splitlines() if line.startswith("a=candidate:")]
+        assert cands and set(cands) == {"127.0.0.1"}, cands
