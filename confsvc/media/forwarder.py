@@ -19,6 +19,7 @@ Hooks for issue 4 (layers, temporal caps, allocator): ``Producer.layer`` / ``wid
 from __future__ import annotations
 
 import asyncio
+import random
 import struct
 import time
 from collections import deque
@@ -483,8 +484,12 @@ class Slot:
             if first.tl0 >= 0:
                 self.tl0_off = (self.last_tl0 + 1 - first.tl0) & 0xFF
         else:
+            # a new outgoing stream starts at random sequence number and timestamp (RFC 3550); the
+            # VP8 picture ids go through unchanged until the first switch (no payload rewrite)
             self.started = True
-            self.seq_off = self.ts_off = self.pid_off = self.tl0_off = 0
+            self.seq_off = random.getrandbits(16)
+            self.ts_off = random.getrandbits(32)
+            self.pid_off = self.tl0_off = 0
         self.rewrite = bool(self.pid_off or self.tl0_off) or (first.vp8 is not None and first.pid >= 0 and not first.vp8.pid_long)
         self._new_epoch(producer, first.seq)
         self.producer = producer
