@@ -1,0 +1,57 @@
+"""The media plane: a packet-level selective forwarding unit on aiortc (DESIGN §4).
+
+The node never decodes or encodes: aiortc does ICE, DTLS, SRTP and SDP; confsvc takes each incoming
+RTP packet before aiortc's jitter buffer, rewrites its header per outgoing slot and sends it
+straight to the subscriber's socket. Everything that reaches into aiortc internals is in
+:mod:`confsvc.media.hooks` (checked by ``hooks.check()``).
+
+Python API (stable; used by ``bench/`` and, later, by ``confsvc.signaling``)::
+
+    from confsvc.media import Room, MediaConfig
+
+    room = Room(MediaConfig(ice_addresses=("127.0.0.1",)))     # or MediaConfig.from_settings(settings)
+    room.on_slot_change = lambda participant_id, slot_name, shows_participant_id: ...
+    room.on_dominant_speaker = lambda participant_id_or_None: ...
+    room.on_audio_speakers = lambda [participant_id, ...]: ...        # who the 3 audio slots carry
+
+    p = room.add_participant("province", grid_slots=0)  # grid_slots > 0 for the chair's page
+    answer_sdp = await p.publish(offer_sdp)             # publish PC: the client offers, node answers
+    offer_sdp = await p.subscribe_offer()               # subscribe PC: the node offers stage video,
+    await p.subscribe_answer(answer_sdp)                #   3 audio slots, grid_slots grid videos
+
+    room.set_stage("district-3")      # the floor: a participant id (its video) or None
+    room.set_grid("province", ["commune-1", "commune-2"])   # the chair's grid page
+    room.set_muted("commune-7", True) # a muted site never gets an audio slot
+    p.slot_map()                       # {"stage": "district-3", "audio0": "province", ..., "grid0": ...}
+    p.mids()                           # {"stage": "0", "audio0": "1", ...}: which m-line is which slot
+
+    room.counters                      # Counters: forwarded packets/bytes, malformed, nacks, plis...
+    room.stats()                       # dict: room counters, per participant, per producer, per slot
+    p.stats()                          # its producers (packets, resolution, PLIs) and slots (what each
+                                       #   shows, packets, NACKs, RR loss/jitter/RTT); p.remb: its REMB
+    p.slots["stage"].max_tid = 1       # issue 4 hooks: temporal cap; .pause()/.resume(); .retarget(layer)
+    p.producers                        # its incoming tracks; video ones carry .layer, .width, .height
+    room.fanout_samples                # with MediaConfig(measure_fanout=True): ingress->last egress (s)
+
+    await room.remove_participant("commune-7")   # frees its producers and slots
+    await room.close()                            # no task, transport or timer left behind
+
+Test and bench peers on aiortc must be held to the same addresses as the node (DESIGN §7)::
+
+    from confsvc.media.hooks import restrict_ice
+    pc = RTCPeerConnection(); ...; restrict_ice(pc, ["127.0.0.1"]); await pc.setLocalDescription(...)
+
+Errors from bad input (SDP we cannot use, unknown participant, a call in the wrong state) are
+``confsvc.media.room.MediaError`` (a ValueError) with a message naming the problem.
+
+Slots, producers and the per-packet path are in :mod:`confsvc.media.forwarder`; the pure pieces
+(RTP/VP8 parsing, packet cache, speaker detection, keyframe throttle) need no sockets.
+"""
+
+from __future__ import annotations
+
+from confsvc.media.config import MediaConfig
+from confsvc.media.counters import Counters
+from confsvc.media.room import Participant, Room
+
+__all__ = ["Counters", "MediaConfig", "Participant", "Room"]

@@ -1,0 +1,65 @@
+"""The aiortc hook points: present on the pinned aiortc, and a moved one is reported loudly."""
+
+import ast
+import pathlib
+
+import pytest
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+from confsvc.media import hooks
+
+MEDIA = pathlib.Path(__file__).resolve().parents[3] / "confsvc" / "media"
+
+
+def test_every_hook_point_is_in_place():
+    assert hooks.problems() == []
+    hooks.check()
+
+
+def test_a_moved_internal_fails_loudly(monkeypatch):
+    async def _handle_rtp_data(self, data, arrival_time, extra):  # a changed signature
+        return None
+
+    monkeypatch.setattr(RTCDtlsTransport, "_handle_rtp_data", _handle_rtp_data)
+    found = hooks.problems()
+    assert any("_handle_rtp_data" in p for p in found)
+    with pytest.raises(hooks.HookError, match="_handle_rtp_data"):
+        hooks.check()
+
+
+def test_a_removed_internal_fails_loudly(monkeypatch):
+    monkeypatch.delattr(RTCDtlsTransport, "_handle_rtcp_data")
+    assert any("_handle_rtcp_data" in p for p in hooks.problems())
+
+
+def test_another_aiortc_version_fails_loudly(monkeypatch):
+    import aiortc
+
+    monkeypatch.setattr(aiortc, "__version__", "1.17.0")
+    assert any("pinned" in p for p in hooks.problems())
+
+
+def test_media_imports_only_aiortc_and_config():
+    allowed_confsvc = {"confsvc.config", "confsvc.media"}
+    for path in MEDIA.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                if name.startswith("confsvc"):
+                    assert any(name == a or name.startswith(a + ".") for a in allowed_confsvc), (path.name, name)
+
+
+def test_only_hooks_touches_aiortc_privates():
+    """Reaching into aiortc internals happens in hooks.py only (forwarder/room use its helpers)."""
+    for path in MEDIA.glob("*.py"):
+        if path.name == "hooks.py":
+            continue
+        text = path.read_text()
+        for needle in ("_RTCPeerConnection__", "._connection", "._nominated", "._tx_srtp", "._handle_rtp_data",
+                       "._transport", "_binding", "._ssrc"):
+            assert needle not in text, (path.name, needle)
