@@ -1,0 +1,134 @@
+"""Forwarding benchmark: one publisher -> N subscribers through an SFU, confsvc side by side with Janus.
+
+    python bench/forwarding.py --n 100 --seconds 20 --target both
+
+Prints one JSON object. For each target it starts the SFU in its own process, publishes a
+pre-encoded VP8 (~1 Mbps, 30 fps) + Opus stream over a real WebRTC connection, connects N light
+subscribers (real ICE and DTLS; SRTP datagrams counted, 1 in 50 unprotected), and measures the SFU
+process alone over a steady window: CPU per forwarded packet and per subscriber-second (from
+/proc/<pid>/stat), packets and frames delivered per subscriber, loss, fan-out delay (publisher send
+to the last subscriber's kernel receive timestamp) p50/p99, resident memory per subscriber.
+
+Everything runs inside a private network namespace made for the run (``unshare --net``, root
+needed) whose only address is 127.0.0.1: nothing can reach another address. In it 127.0.0.1 also
+sits on an ``ifb`` device, because Janus never gathers candidates on a loopback-flagged interface
+(see ``bench/_janus.py``). Janus (Debian package ``janus``) is installed with apt-get when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import _media  # noqa: E402
+
+IN_NETNS = "CONFSVC_BENCH_NETNS"
+
+
+def setup_netns() -> None:
+    for cmd in (
+        ["ip", "link", "set", "lo", "up"],
+        ["ip", "link", "add", "bench0", "type", "ifb"],
+        ["ip", "addr", "add", "127.0.0.1/32", "dev", "bench0"],
+        ["ip", "link", "set", "bench0", "up"],
+    ):
+        subprocess.run(cmd, check=True, capture_output=True)
+    out = subprocess.run(["ip", "-o", "addr"], check=True, capture_output=True, text=True).stdout
+    addrs = {line.split()[3] for line in out.splitlines() if " inet " in line}
+    if addrs != {"127.0.0.1/8", "127.0.0.1/32"}:
+        raise SystemExit(f"the benchmark namespace has unexpected addresses: {sorted(addrs)}")
+
+
+def run_target(name: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, "-m", "bench._driver", "--target", name, "--n", str(args.n),
+           "--seconds", str(args.seconds), "--warmup", str(args.warmup), "--pacing", str(args.pacing)]
+    if args.keep:
+        cmd.append("--keep")
+    timeout = 120 + args.seconds + args.n * 1.0
+    try:
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"target": name, "error": f"timed out after {timeout:.0f} s"}
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    if r.returncode != 0 or not lines:
+        return {"target": name, "error": (r.stderr or r.stdout).strip()[-3000:]}
+    return json.loads(lines[-1])
+
+
+def ratio(a: dict, b: dict) -> dict:
+    """confsvc / janus for the figures where a ratio means something."""
+    def get(d: dict, path: str):
+        for p in path.split("."):
+            d = d.get(p) if isinstance(d, dict) else None
+        return d
+
+    out = {}
+    for path in ("sfu_pid_cpu.us_per_forwarded_packet", "sfu_pid_cpu.ms_per_subscriber_second",
+                 "sfu_pid_cpu.rss_kb_per_subscriber", "fanout_delay_ms.video.p50", "fanout_delay_ms.video.p99"):
+        x, y = get(a, path), get(b, path)
+        out[path] = round(x / y, 3) if isinstance(x, (int, float)) and isinstance(y, (int, float)) and y else None
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=50, help="number of subscribers (default 50)")
+    ap.add_argument("--seconds", type=float, default=20, help="length of the measured window (default 20)")
+    ap.add_argument("--warmup", type=float, default=3, help="seconds between the last join and the window")
+    ap.add_argument("--pacing", type=float, default=2.5,
+                    help="publisher video pacing rate as a multiple of its 1 Mbps (libwebrtc: 2.5); 0 = bursts")
+    ap.add_argument("--keep", action="store_true", help="keep each SFU's config and log under bench/.cache")
+    ap.add_argument("--target", choices=("confsvc", "janus", "both"), default="both")
+    args = ap.parse_args()
+    if args.n < 1:
+        ap.error("--n must be at least 1")
+    targets = ["janus", "confsvc"] if args.target == "both" else [args.target]
+
+    if os.environ.get(IN_NETNS) != "1":
+        # Outside the namespace (the network is reachable here): install, build the media cache.
+        if "janus" in targets:
+            from bench._janus import ensure_installed
+
+            ensure_installed()
+        _media.load_or_build()
+        if os.geteuid() != 0 or not shutil.which("unshare"):
+            raise SystemExit("forwarding.py needs root and unshare(1) to make its private network namespace")
+        env = dict(os.environ, **{IN_NETNS: "1"})
+        os.execvpe("unshare", ["unshare", "--net", "--", sys.executable, str(Path(__file__).resolve()),
+                               *sys.argv[1:]], env)
+
+    setup_netns()
+    media = _media.load_or_build()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    results = {}
+    for name in targets:
+        results[name] = run_target(name, args)
+    out = {
+        "bench": "forwarding",
+        "started": started,
+        "n": args.n,
+        "seconds": args.seconds,
+        "machine": {"cores": os.cpu_count(), "loadavg_at_end": open("/proc/loadavg").read().split()[:3]},
+        "media": media.stats(),
+        **results,
+    }
+    if "janus" in results and "confsvc" in results:
+        if "error" in results["janus"] or "error" in results["confsvc"]:
+            out["ratio_confsvc_over_janus"] = None
+        else:
+            out["ratio_confsvc_over_janus"] = ratio(results["confsvc"], results["janus"])
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
