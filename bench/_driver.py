@@ -150,6 +150,12 @@ async def run(target, n: int, seconds: float, warmup: float, concurrency: int, p
         w1 = time.time()
         window = time.monotonic() - m0
         rss1 = proc_rss_bytes(pid)
+        if hasattr(target, "stats"):
+            try:
+                own = await target.stats()
+                out["sfu_own_counters"] = own.get("counters", own) if isinstance(own, dict) else own
+            except Exception as e:
+                out["sfu_own_counters"] = {"error": str(e)}
         await asyncio.sleep(0.5)  # let the last packets of the window arrive before reading delays
     finally:
         await pub.stop() if pub.pc.connectionState != "closed" else None
@@ -167,19 +173,21 @@ async def run(target, n: int, seconds: float, warmup: float, concurrency: int, p
     for sub, a, b in zip(subs, snaps0, snaps1, strict=True):
         lost_here = 0
         seen = set()
-        for pt, snap1 in b.items():
-            kind = sub.kinds.by_pt.get(pt)
+        for ssrc, snap1 in b.items():
+            st = sub.streams[ssrc]
+            kind = st.kind
             if kind is None:
                 continue
+            c = window_counts(a.get(ssrc, (0, -1, 0)), snap1)
+            if c["received"] == 0:
+                continue
             seen.add(kind)
-            c = window_counts(a.get(pt, (0, -1, 0)), snap1)
             for key in per_kind[kind]:
                 per_kind[kind][key] += c[key]
             pps[kind].append(c["received"] / window)
             if kind == "video":
                 fps.append(c["frames"] / window)
             lost_here += c["lost"]
-            st = sub.streams[pt]
             samples += st.sampled
             bad += st.bad
             offset_changes += st.offset_changes

@@ -133,13 +133,13 @@ class JanusProcess:
         self.url = f"http://127.0.0.1:{self.port}/janus"
         self.log = folder / "janus.log"
 
-    async def start(self, timeout: float = 20) -> None:
+    async def start(self) -> None:
         self._logf = self.log.open("wb")
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - one short fork, before any media flows
             ["janus", "-C", str(self.config), "-F", str(self.folder)],
             stdout=self._logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + 20
         async with aiohttp.ClientSession() as s:
             while True:
                 if self.proc.poll() is not None:
@@ -215,7 +215,7 @@ class JanusApi:
             raise JanusError(pd["error"])
         return pd
 
-    async def message(self, handle: int, body: dict, jsep: dict | None = None, timeout: float = 20) -> dict:
+    async def message(self, handle: int, body: dict, jsep: dict | None = None, wait: float = 20) -> dict:
         """An asynchronous plugin request: returns the event (with its jsep) that answers it."""
         tx = self._next()
         fut = asyncio.get_running_loop().create_future()
@@ -227,7 +227,7 @@ class JanusApi:
             data = await self._post(f"/{self.session_id}/{handle}", msg)
             if data.get("janus") != "ack":
                 return data
-            event = await asyncio.wait_for(fut, timeout)
+            event = await asyncio.wait_for(fut, wait)
         finally:
             self._waiting.pop(tx, None)
         pd = event.get("plugindata", {}).get("data", {})

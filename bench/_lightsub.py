@@ -62,10 +62,12 @@ class FanoutClock:
 class StreamCount:
     """Counters for one received RTP stream (one payload type on one subscriber)."""
 
-    __slots__ = ("received", "max_ext", "markers", "dups", "late", "offset", "offset_changes",
-                 "sampled", "bad", "since_sample")
+    __slots__ = ("kind", "clock", "received", "max_ext", "markers", "dups", "late", "offset",
+                 "offset_changes", "sampled", "bad", "since_sample")
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str | None = None, clock: FanoutClock | None = None) -> None:
+        self.kind = kind
+        self.clock = clock
         self.received = 0
         self.max_ext = -1  # extended (unwrapped) highest sequence number seen
         self.markers = 0
@@ -127,7 +129,7 @@ class LightSubscriber:
         self.name = name
         self.pc = pc
         self.kinds = kinds
-        self.streams: dict[int, StreamCount] = {}  # by payload type
+        self.streams: dict[int, StreamCount] = {}  # by SSRC
         self.rtcp = 0
         self.other = 0
         self._sock: socket.socket | None = None
@@ -178,33 +180,32 @@ class LightSubscriber:
                 if 191 < b1 < 224:  # RTCP (SR, SDES, ...): payload types 200-206 with M set
                     self.rtcp += 1
                     continue
-                pt = b1 & 0x7F
-                st = streams.get(pt)
+                ssrc = int.from_bytes(data[8:12], "big")
+                st = streams.get(ssrc)
                 if st is None:
-                    st = streams[pt] = StreamCount()
+                    kind = self.kinds.by_pt.get(b1 & 0x7F)
+                    st = streams[ssrc] = StreamCount(kind, self.kinds.clocks.get(kind))
                 seq = (data[2] << 8) | data[3]
                 st.add(seq, b1 >> 7)
                 st.since_sample += 1
                 if st.since_sample >= SAMPLE_EVERY or st.offset < 0:
                     st.since_sample = 0
-                    self._sample(st, pt, seq, data)
+                    self._sample(st, seq, data)
                 off = st.offset
                 if off >= 0 and anc:
-                    kind = self.kinds.by_pt.get(pt)
-                    if kind is not None:
-                        sec, nsec = _TS.unpack(anc[0][2])
-                        t = sec + nsec * 1e-9
-                        clock = self.kinds.clocks[kind]
-                        ps = (seq - off) & 0xFFFF
-                        if t > clock.last[ps]:
-                            clock.last[ps] = t
-                        clock.count[ps] += 1
+                    clock = st.clock
+                    sec, nsec = _TS.unpack(anc[0][2])
+                    t = sec + nsec * 1e-9
+                    ps = (seq - off) & 0xFFFF
+                    if t > clock.last[ps]:
+                        clock.last[ps] = t
+                    clock.count[ps] += 1
             else:
                 # STUN (consent checks) and DTLS go on to aioice / aiortc as if nothing happened
                 self.other += 1
                 self._proto.datagram_received(data, addr)
 
-    def _sample(self, st: StreamCount, pt: int, seq: int, data: bytes) -> None:
+    def _sample(self, st: StreamCount, seq: int, data: bytes) -> None:
         if self._srtp is None:
             dtls = self.pc.getTransceivers()[0].receiver.transport
             self._srtp = dtls._rx_srtp
@@ -216,16 +217,15 @@ class LightSubscriber:
         except Exception:
             st.bad += 1
             return
-        kind = self.kinds.by_pt.get(pt)
-        if kind is None:
+        if st.kind is None:
             return
-        index = self.kinds.keys[kind].get(clear[-8:])
+        index = self.kinds.keys[st.kind].get(clear[-8:])
         if index is None:
             return
-        pub_seq = self.kinds.clocks[kind].seq_of_index[index]
+        pub_seq = st.clock.seq_of_index[index]
         if pub_seq >= 0:
             st.learn_offset(seq, pub_seq)
 
     # -- reporting -----------------------------------------------------------------------------
     def snapshot(self) -> dict[int, tuple[int, int, int]]:
-        return {pt: st.snapshot() for pt, st in self.streams.items()}
+        return {ssrc: st.snapshot() for ssrc, st in self.streams.items()}

@@ -78,7 +78,7 @@ class Publisher:
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return self.pc.localDescription.sdp
 
-    async def accept(self, answer_sdp: str, timeout: float = 15) -> None:
+    async def accept(self, answer_sdp: str, wait: float = 15) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
         offer = {s["kind"]: s for s in map(section_info, sdp_sections(self.pc.localDescription.sdp))}
         answer = {s["kind"]: s for s in map(section_info, sdp_sections(answer_sdp))}
@@ -94,7 +94,7 @@ class Publisher:
                 "ast_id": exts.get(AST_URI, 0),
                 "level_id": exts.get(LEVEL_URI, 0),
             }
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait
         while self.pc.connectionState != "connected":
             if self.pc.connectionState in ("failed", "closed") or time.monotonic() > deadline:
                 raise RuntimeError(f"publisher connection {self.pc.connectionState}")

@@ -33,6 +33,10 @@ if str(ROOT) not in sys.path:
 from bench import _media  # noqa: E402
 
 IN_NETNS = "CONFSVC_BENCH_NETNS"
+EXPECTS = ("confsvc.media: Room(MediaConfig(ice_addresses=('127.0.0.1',))), room.add_participant(id) -> "
+           "Participant, await p.publish(offer_sdp) -> answer_sdp, room.set_stage(id), "
+           "await p.subscribe_offer() -> offer_sdp, await p.subscribe_answer(answer_sdp), room.stats(), "
+           "await room.close() (see bench/_node.py); set CONFSVC_SRC to a tree that has them")
 
 
 def setup_netns() -> None:
@@ -112,6 +116,14 @@ def main() -> None:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results = {}
     for name in targets:
+        if name == "confsvc":
+            from bench._confsvc import media_api_status, source_root
+
+            why = media_api_status()
+            if why:
+                results[name] = {"target": name, "available": False, "reason": why, "expects": EXPECTS,
+                                 "source": str(source_root())}
+                continue
         results[name] = run_target(name, args)
     out = {
         "bench": "forwarding",
@@ -123,7 +135,7 @@ def main() -> None:
         **results,
     }
     if "janus" in results and "confsvc" in results:
-        if "error" in results["janus"] or "error" in results["confsvc"]:
+        if any("error" in r or r.get("available") is False for r in results.values()):
             out["ratio_confsvc_over_janus"] = None
         else:
             out["ratio_confsvc_over_janus"] = ratio(results["confsvc"], results["janus"])
