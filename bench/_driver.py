@@ -108,7 +108,8 @@ async def connect_subscriber(target, i: int, clocks, media, join_ms: list[float]
     return sub
 
 
-async def run(target, n: int, seconds: float, warmup: float, concurrency: int, pacing: float) -> dict:
+async def run(target, n: int, seconds: float, warmup: float, concurrency: int, pacing: float,
+              profile: bool = False, workdir: Path | None = None) -> dict:
     restrict_loopback()
     media = load_or_build()
     clocks = {"video": FanoutClock(media.video_packets_per_loop), "audio": FanoutClock(len(media.audio))}
@@ -143,6 +144,13 @@ async def run(target, n: int, seconds: float, warmup: float, concurrency: int, p
         sent0 = dict(pub.sent)
         w0 = time.time()
         m0 = time.monotonic()
+        profiler = None
+        if profile:
+            from bench._profile import Profiler
+
+            profiler = Profiler("c" if target.name == "janus" else "python", pid, seconds,
+                                (workdir or CACHE_DIR) / "profile")
+            await profiler.start()
         await asyncio.sleep(seconds)
         snaps1 = [s.snapshot() for s in subs]
         cpu1, self1, mach1, udp1 = proc_cpu_seconds(pid), self_cpu_seconds(), machine_busy_seconds(), udp_errors()
@@ -157,6 +165,8 @@ async def run(target, n: int, seconds: float, warmup: float, concurrency: int, p
             except Exception as e:
                 out["sfu_own_counters"] = {"error": str(e)}
         await asyncio.sleep(0.5)  # let the last packets of the window arrive before reading delays
+        if profiler:
+            out["profile"] = await profiler.finish()
     finally:
         await pub.stop() if pub.pc.connectionState != "closed" else None
         for s in subs:
@@ -226,6 +236,9 @@ async def run(target, n: int, seconds: float, warmup: float, concurrency: int, p
             "publisher_sent": pub_sent,
             "publisher_fps": round(pub_sent["video_frames"] / window, 2),
             "loss_pct": _r(100 * (expected - delivered) / expected, 4) if expected else None,
+            # independent of the SFU's sequence numbering (window edges make it differ by ~0.1 %)
+            "delivered_vs_publisher_pct": _r(100 * delivered / (n * (pub_sent["video"] + pub_sent["audio"])), 2)
+            if n and pub_sent["video"] + pub_sent["audio"] else None,
             "subscribers_with_loss": subs_with_loss,
             "video": per_kind["video"],
             "audio": per_kind["audio"],
@@ -275,13 +288,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=float, default=3)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--pacing", type=float, default=2.5)
+    ap.add_argument("--profile", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the SFU's config and log folder")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     workdir = CACHE_DIR / f"run-{os.getpid()}"
     target = make_target(args.target, workdir)
     try:
-        result = asyncio.run(run(target, args.n, args.seconds, args.warmup, args.concurrency, args.pacing))
+        result = asyncio.run(run(target, args.n, args.seconds, args.warmup, args.concurrency, args.pacing,
+                                 args.profile, workdir))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

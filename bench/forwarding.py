@@ -58,6 +58,8 @@ def run_target(name: str, args: argparse.Namespace) -> dict:
            "--seconds", str(args.seconds), "--warmup", str(args.warmup), "--pacing", str(args.pacing)]
     if args.keep:
         cmd.append("--keep")
+    if args.profile:
+        cmd.append("--profile")
     timeout = 120 + args.seconds + args.n * 1.0
     try:
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -91,6 +93,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3, help="seconds between the last join and the window")
     ap.add_argument("--pacing", type=float, default=2.5,
                     help="publisher video pacing rate as a multiple of its 1 Mbps (libwebrtc: 2.5); 0 = bursts")
+    ap.add_argument("--profile", action="store_true",
+                    help="sample where the SFU's time goes during the window (py-spy for confsvc, perf for Janus)")
     ap.add_argument("--keep", action="store_true", help="keep each SFU's config and log under bench/.cache")
     ap.add_argument("--target", choices=("confsvc", "janus", "both"), default="both")
     args = ap.parse_args()
