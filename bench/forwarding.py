@@ -39,18 +39,25 @@ EXPECTS = ("confsvc.media: Room(MediaConfig(ice_addresses=('127.0.0.1',))), room
            "await room.close() (see bench/_node.py); set CONFSVC_SRC to a tree that has them")
 
 
-def setup_netns() -> None:
-    for cmd in (
-        ["ip", "link", "set", "lo", "up"],
-        ["ip", "link", "add", "bench0", "type", "ifb"],
-        ["ip", "addr", "add", "127.0.0.1/32", "dev", "bench0"],
-        ["ip", "link", "set", "bench0", "up"],
-    ):
-        subprocess.run(cmd, check=True, capture_output=True)
+def setup_netns() -> str:
+    """Bring lo up and put 127.0.0.1 on a device that is not flagged loopback (for Janus)."""
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, capture_output=True)
+    kinds = (["ifb"], ["dummy"], ["veth", "peer", "name", "bench1"])
+    for kind in kinds:
+        r = subprocess.run(["ip", "link", "add", "bench0", "type", *kind], capture_output=True, text=True)
+        if r.returncode == 0:
+            break
+    else:
+        raise SystemExit(f"could not make a non-loopback device in the benchmark namespace: {r.stderr.strip()}")
+    if kind[0] == "veth":
+        subprocess.run(["ip", "link", "set", "bench1", "up"], check=True, capture_output=True)
+    subprocess.run(["ip", "addr", "add", "127.0.0.1/32", "dev", "bench0"], check=True, capture_output=True)
+    subprocess.run(["ip", "link", "set", "bench0", "up"], check=True, capture_output=True)
     out = subprocess.run(["ip", "-o", "addr"], check=True, capture_output=True, text=True).stdout
     addrs = {line.split()[3] for line in out.splitlines() if " inet " in line}
     if addrs != {"127.0.0.1/8", "127.0.0.1/32"}:
         raise SystemExit(f"the benchmark namespace has unexpected addresses: {sorted(addrs)}")
+    return kind[0]
 
 
 def run_target(name: str, args: argparse.Namespace) -> dict:
@@ -115,7 +122,7 @@ def main() -> None:
         os.execvpe("unshare", ["unshare", "--net", "--", sys.executable, str(Path(__file__).resolve()),
                                *sys.argv[1:]], env)
 
-    setup_netns()
+    device = setup_netns()
     media = _media.load_or_build()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results = {}
@@ -135,6 +142,7 @@ def main() -> None:
         "n": args.n,
         "seconds": args.seconds,
         "machine": {"cores": os.cpu_count(), "loadavg_at_end": open("/proc/loadavg").read().split()[:3]},
+        "network": f"private netns (unshare --net): lo + {device} device, both 127.0.0.1 only",
         "media": media.stats(),
         **results,
     }
