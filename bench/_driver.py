@@ -62,6 +62,18 @@ def loadavg() -> list[str]:
         return f.read().split()[:3]
 
 
+def udp_drops_by_port() -> dict[int, int]:
+    """Per local UDP port, the datagrams the kernel dropped for a full receive buffer (this netns)."""
+    out: dict[int, int] = {}
+    with open("/proc/net/udp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            port = int(parts[1].split(":")[1], 16)
+            out[port] = out.get(port, 0) + int(parts[-1])
+    return out
+
+
 def self_cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -141,6 +153,7 @@ async def run(target, n: int, seconds: float, warmup: float, concurrency: int, p
         # -- the steady window --
         snaps0 = [s.snapshot() for s in subs]
         cpu0, self0, mach0, udp0 = proc_cpu_seconds(pid), self_cpu_seconds(), machine_busy_seconds(), udp_errors()
+        drops0 = udp_drops_by_port()
         sent0 = dict(pub.sent)
         w0 = time.time()
         m0 = time.monotonic()
@@ -154,6 +167,8 @@ async def run(target, n: int, seconds: float, warmup: float, concurrency: int, p
         await asyncio.sleep(seconds)
         snaps1 = [s.snapshot() for s in subs]
         cpu1, self1, mach1, udp1 = proc_cpu_seconds(pid), self_cpu_seconds(), machine_busy_seconds(), udp_errors()
+        drops1 = udp_drops_by_port()
+        client_ports = {s.port for s in subs}
         sent1 = dict(pub.sent)
         w1 = time.time()
         window = time.monotonic() - m0
@@ -257,6 +272,8 @@ async def run(target, n: int, seconds: float, warmup: float, concurrency: int, p
             "other_cores": round((busy - cpu - (self1 - self0)) / window, 3),
             "udp_rcvbuf_errors": udp1.get("RcvbufErrors", 0) - udp0.get("RcvbufErrors", 0),
             "udp_sndbuf_errors": udp1.get("SndbufErrors", 0) - udp0.get("SndbufErrors", 0),
+            "udp_drops_at_light_clients": sum(v - drops0.get(p, 0) for p, v in drops1.items() if p in client_ports),
+            "udp_drops_at_sfu_sockets": sum(v - drops0.get(p, 0) for p, v in drops1.items() if p not in client_ports),
             "loadavg": loadavg(),
         },
     })

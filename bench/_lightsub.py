@@ -21,6 +21,8 @@ from array import array
 from dataclasses import dataclass
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+RCVBUF = 4 * 2**20
 SAMPLE_EVERY = 50
 _TS = struct.Struct("qq")
 
@@ -150,9 +152,17 @@ class LightSubscriber:
         sock = socket.socket(fileno=socket.dup(fd))
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        try:  # room for a keyframe train even if this process is not scheduled for a while
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         self._loop._remove_reader(fd)  # asyncio's transport stops reading this socket
         self._loop.add_reader(sock.fileno(), self._readable)
         self._sock, self._proto = sock, proto
+
+    @property
+    def port(self) -> int | None:
+        return self._sock.getsockname()[1] if self._sock is not None else None
 
     def close(self) -> None:
         if self._sock is not None:

@@ -67,7 +67,7 @@ def run_target(name: str, args: argparse.Namespace) -> dict:
         cmd.append("--keep")
     if args.profile:
         cmd.append("--profile")
-    timeout = 120 + args.seconds + args.n * 1.0
+    timeout = 180 + args.seconds + args.n * 1.0
     try:
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -93,6 +93,26 @@ def ratio(a: dict, b: dict) -> dict:
     return out
 
 
+def _cpu(r: dict) -> float:
+    v = r.get("sfu_pid_cpu", {}).get("us_per_forwarded_packet")
+    return v if isinstance(v, (int, float)) else float("inf")
+
+
+def _median_run(rs: list[dict]) -> dict:
+    ok = sorted((r for r in rs if "error" not in r), key=_cpu)
+    return ok[(len(ok) - 1) // 2] if ok else rs[-1]
+
+
+def _brief(r: dict) -> dict:
+    if "error" in r:
+        return {"error": r["error"][:300]}
+    c, d, f, nz = r["sfu_pid_cpu"], r["delivery"], r["fanout_delay_ms"]["video"], r["noise"]
+    return {"us_per_packet": c["us_per_forwarded_packet"], "cores": c["cores"],
+            "rss_kb_per_sub": c["rss_kb_per_subscriber"], "loss_pct": d["loss_pct"],
+            "min_fps": d["video_fps_per_subscriber"].get("min"), "fanout_p50_ms": f["p50"],
+            "fanout_p99_ms": f["p99"], "other_cores": nz["other_cores"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=50, help="number of subscribers (default 50)")
@@ -103,10 +123,14 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true",
                     help="sample where the SFU's time goes during the window (py-spy for confsvc, perf for Janus)")
     ap.add_argument("--keep", action="store_true", help="keep each SFU's config and log under bench/.cache")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs per target, taking turns; full figures from each target's median run")
     ap.add_argument("--target", choices=("confsvc", "janus", "both"), default="both")
     args = ap.parse_args()
     if args.n < 1:
         ap.error("--n must be at least 1")
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     targets = ["janus", "confsvc"] if args.target == "both" else [args.target]
 
     if os.environ.get(IN_NETNS) != "1":
@@ -125,17 +149,23 @@ def main() -> None:
     device = setup_netns()
     media = _media.load_or_build()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    results = {}
-    for name in targets:
-        if name == "confsvc":
-            from bench._confsvc import media_api_status, source_root
+    unavailable = {}
+    if "confsvc" in targets:
+        from bench._confsvc import media_api_status, source_root
 
-            why = media_api_status()
-            if why:
-                results[name] = {"target": name, "available": False, "reason": why, "expects": EXPECTS,
-                                 "source": str(source_root())}
-                continue
-        results[name] = run_target(name, args)
+        why = media_api_status()
+        if why:
+            unavailable["confsvc"] = {"target": "confsvc", "available": False, "reason": why,
+                                      "expects": EXPECTS, "source": str(source_root())}
+    # With --repeat, the targets take turns (janus, confsvc, janus, ...) so that slow changes in the
+    # machine's other load fall on both alike; each target's full figures are from its median run.
+    runs: dict[str, list[dict]] = {t: [] for t in targets if t not in unavailable}
+    for _ in range(args.repeat):
+        for name in runs:
+            runs[name].append(run_target(name, args))
+    results = dict(unavailable)
+    for name, rs in runs.items():
+        results[name] = _median_run(rs)
     out = {
         "bench": "forwarding",
         "started": started,
@@ -151,6 +181,12 @@ def main() -> None:
             out["ratio_confsvc_over_janus"] = None
         else:
             out["ratio_confsvc_over_janus"] = ratio(results["confsvc"], results["janus"])
+    if args.repeat > 1:
+        out["repeats"] = {name: [_brief(r) for r in rs] for name, rs in runs.items()}
+        if len(runs) == 2 and all("error" not in r for rs in runs.values() for r in rs):
+            out["repeats"]["ratio_us_per_packet_each_turn"] = [
+                ratio(c, j)["sfu_pid_cpu.us_per_forwarded_packet"]
+                for j, c in zip(runs["janus"], runs["confsvc"], strict=True)]
     print(json.dumps(out, indent=1))
 
 
