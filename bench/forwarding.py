@@ -60,6 +60,20 @@ def setup_netns() -> str:
     return kind[0]
 
 
+def _renice(nice: int) -> None:
+    """In the driver's new session (so its own scheduler autogroup, which the SFU it starts shares):
+    set the autogroup's niceness (with autogroups on, a process's own niceness only counts against
+    processes of its group) and the process's."""
+    if not nice:
+        return
+    try:
+        with open("/proc/self/autogroup", "w") as f:
+            f.write(str(nice))
+    except OSError:
+        pass
+    os.setpriority(os.PRIO_PROCESS, 0, nice)
+
+
 def run_target(name: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, "-m", "bench._driver", "--target", name, "--n", str(args.n),
            "--seconds", str(args.seconds), "--warmup", str(args.warmup), "--pacing", str(args.pacing)]
@@ -69,7 +83,8 @@ def run_target(name: str, args: argparse.Namespace) -> dict:
         cmd.append("--profile")
     timeout = 180 + args.seconds + args.n * 1.0
     try:
-        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                           start_new_session=True, preexec_fn=lambda: _renice(args.nice))
     except subprocess.TimeoutExpired:
         return {"target": name, "error": f"timed out after {timeout:.0f} s"}
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
@@ -124,8 +139,8 @@ def main() -> None:
                     help="sample where the SFU's time goes during the window (py-spy for confsvc, perf for Janus)")
     ap.add_argument("--keep", action="store_true", help="keep each SFU's config and log under bench/.cache")
     ap.add_argument("--nice", type=int, default=0,
-                    help="niceness for the SFU and the clients (e.g. -10 to shield them from other load); "
-                         "default 0: unchanged")
+                    help="niceness of the SFU and the clients' scheduler group (e.g. -10 to shield them "
+                         "from other load on the machine); default 0")
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs per target, taking turns; full figures from each target's median run")
     ap.add_argument("--target", choices=("confsvc", "janus", "both"), default="both")
@@ -150,9 +165,6 @@ def main() -> None:
                                *sys.argv[1:]], env)
 
     device = setup_netns()
-    if args.nice:
-        # The SFU and the driver inherit it; other processes on the machine keep theirs.
-        os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     media = _media.load_or_build()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     unavailable = {}
@@ -178,7 +190,7 @@ def main() -> None:
         "n": args.n,
         "seconds": args.seconds,
         "machine": {"cores": os.cpu_count(), "loadavg_at_end": open("/proc/loadavg").read().split()[:3]},
-        "niceness": os.getpriority(os.PRIO_PROCESS, 0),
+        "niceness": args.nice,
         "network": f"private netns (unshare --net): lo + {device} device, both 127.0.0.1 only",
         "media": media.stats(),
         **results,
