@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
+from prometheus_client import Gauge
 
 from confsvc.attendance.briefing import BriefingInfo, BriefingSource, StaticBriefings
 from confsvc.attendance.events import MAX_TEXT, EventError
@@ -23,7 +24,7 @@ from confsvc.attendance.service import AttendanceService, NotInvited
 from confsvc.attendance.timeline import render as render_timeline
 from confsvc.auth.accounts import Role, User
 from confsvc.http.authz import BEARER_KEY, current_user, require_role
-from confsvc.http.context import DIRECTORY, REDIS, SETTINGS, STATUS
+from confsvc.http.context import DIRECTORY, METRICS, REDIS, SETTINGS, STATUS
 from confsvc.http.errors import ApiError, read_json
 
 routes = web.RouteTableDef()
@@ -47,10 +48,26 @@ def setup(app: web.Application, briefings: BriefingSource | None = None) -> None
         await log.start()
         app[ATTENDANCE_LOG] = log
         app[STATUS]["attendance"] = log.state  # shared dict: /healthz shows it live
+        _metrics(app, log)
         yield
         await log.close()
 
     app.cleanup_ctx.append(attendance_log)
+
+
+def _metrics(app: web.Application, log: AttendanceLog) -> None:
+    registry = app[METRICS]
+    st = log.state
+    gauges = {
+        "confsvc_attendance_spooled_events": ("events waiting in the local spool for Redis", lambda: st["spooled"]),
+        "confsvc_attendance_written_events": ("events this node wrote to Redis", lambda: st["written"]),
+        "confsvc_attendance_refused_events": ("events refused because the spool was full", lambda: st["refused"]),
+        "confsvc_attendance_redis_up": ("1 while the attendance log reaches Redis", lambda: 1 if st["redis"] != "down" else 0),
+    }
+    for name, (doc, fn) in gauges.items():
+        if name in getattr(registry, "_names_to_collectors", {}):
+            continue  # the same app started twice (tests)
+        Gauge(name, doc, registry=registry).set_function(fn)
 
 
 def _dumps(obj: Any) -> str:
@@ -254,3 +271,10 @@ async def site_pick(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
     query = "&".join(f"{k}={request.query[k]}" for k in ("from", "to") if request.query.get(k, "").replace("-", "").isdigit())
     raise web.HTTPSeeOther(f"/attendance/sites/{code}" + (f"?{query}" if query else ""))
+
+
+def home_links(user: User | None) -> list[dict[str, str]]:
+    """The home page's card for attendance (admins and organizers), for pages.home's ``home_links``."""
+    if user is None or user.role not in (Role.ADMIN, Role.ORGANIZER):
+        return []
+    return [{"href": "/attendance", "title": "nav.attendance", "text": "attendance.home.text"}]

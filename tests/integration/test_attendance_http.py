@@ -236,3 +236,17 @@ async def test_healthz_shows_the_attendance_log(att_client):
     doc = await (await att_client.get("/healthz")).json()
     assert doc["attendance"]["redis"] == "up" and doc["attendance"]["spooled"] == 0
     assert doc["attendance"]["written"] == len(EVENTS)
+    metrics = await (await att_client.get("/metrics")).text()
+    assert f"confsvc_attendance_written_events {float(len(EVENTS))}" in metrics
+    assert "confsvc_attendance_redis_up 1.0" in metrics
+
+
+def test_catalogues_have_the_same_keys():
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "web" / "i18n"
+    vi = json.loads((root / "vi" / "attendance.json").read_text(encoding="utf-8"))
+    en = json.loads((root / "en" / "attendance.json").read_text(encoding="utf-8"))
+    assert vi.keys() == en.keys()
+    assert all(v.strip() for v in [*vi.values(), *en.values()])
