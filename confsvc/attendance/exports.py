@@ -88,7 +88,7 @@ def _csv_cell(v: Any) -> str:
     if isinstance(v, datetime):
         return v.strftime(TIME_FMT)
     if isinstance(v, float):
-        return f"{v:g}" if abs(v) < 1e15 else str(v)
+        return str(int(v)) if v.is_integer() else repr(v)  # values are rounded already: no exponent, no loss
     return str(v)
 
 

@@ -6,6 +6,7 @@ Admins see every report; an organizer sees the reports of its own briefings; nob
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 from datetime import date, datetime, time, timedelta
@@ -14,6 +15,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 from prometheus_client import Gauge
+from redis.exceptions import RedisError
 
 from confsvc.attendance.briefing import BriefingInfo, BriefingSource, StaticBriefings
 from confsvc.attendance.events import MAX_TEXT, EventError
@@ -23,7 +25,7 @@ from confsvc.attendance.rollups import GRACE, Status
 from confsvc.attendance.service import AttendanceService, NotInvited
 from confsvc.attendance.timeline import render as render_timeline
 from confsvc.auth.accounts import Role, User
-from confsvc.http.authz import BEARER_KEY, current_user, require_role
+from confsvc.http.authz import BEARER_KEY, Handler, current_user, require_role
 from confsvc.http.context import DIRECTORY, METRICS, REDIS, SETTINGS, STATUS
 from confsvc.http.errors import ApiError, read_json
 
@@ -70,6 +72,19 @@ def _metrics(app: web.Application, log: AttendanceLog) -> None:
         Gauge(name, doc, registry=registry).set_function(fn)
 
 
+def store_errors(handler: Handler) -> Handler:
+    """Redis unreachable while reading a report or recording a reason: a clear 503, not a 500."""
+
+    @functools.wraps(handler)
+    async def inner(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (RedisError, OSError) as exc:
+            raise ApiError(503, "store_unavailable", f"the store (Redis) cannot be reached: {exc}") from None
+
+    return inner
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
@@ -95,6 +110,7 @@ async def _briefing(request: web.Request) -> BriefingInfo:
 @routes.get("/api/briefings/{id}/attendance")
 @routes.get("/api/briefings/{id}/occurrences/{occ}/attendance")
 @require_role(Role.ADMIN, Role.ORGANIZER)
+@store_errors
 async def api_report(request: web.Request) -> web.Response:
     briefing = await _briefing(request)
     report = await request.app[ATTENDANCE].report(briefing)
@@ -104,6 +120,7 @@ async def api_report(request: web.Request) -> web.Response:
 @routes.get("/api/briefings/{id}/attendance.csv")
 @routes.get("/api/briefings/{id}/occurrences/{occ}/attendance.csv")
 @require_role(Role.ADMIN, Role.ORGANIZER)
+@store_errors
 async def api_csv(request: web.Request) -> web.Response:
     briefing = await _briefing(request)
     report = await request.app[ATTENDANCE].report(briefing)
@@ -122,6 +139,7 @@ XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 @routes.get("/api/briefings/{id}/attendance.xlsx")
 @routes.get("/api/briefings/{id}/occurrences/{occ}/attendance.xlsx")
 @require_role(Role.ADMIN, Role.ORGANIZER)
+@store_errors
 async def api_xlsx(request: web.Request) -> web.Response:
     briefing = await _briefing(request)
     report = await request.app[ATTENDANCE].report(briefing)
@@ -136,6 +154,7 @@ async def api_xlsx(request: web.Request) -> web.Response:
 @routes.post("/api/briefings/{id}/attendance/{site}/reason")
 @routes.post("/api/briefings/{id}/occurrences/{occ}/attendance/{site}/reason")
 @require_role(Role.ADMIN)
+@store_errors
 async def record_reason(request: web.Request) -> web.StreamResponse:
     briefing = await _briefing(request)
     site = request.match_info["site"]
@@ -201,6 +220,7 @@ async def _site_period(request: web.Request) -> tuple[Any, date, date]:
 
 @routes.get("/api/sites/{code}/attendance")
 @require_role(Role.ADMIN, Role.ORGANIZER)
+@store_errors
 async def api_site_period(request: web.Request) -> web.Response:
     period, _, _ = await _site_period(request)
     return web.json_response(period.to_dict(), dumps=_dumps)
@@ -211,6 +231,7 @@ async def api_site_period(request: web.Request) -> web.Response:
 @routes.get("/briefings/{id}/occurrences/{occ}/attendance")
 @require_role(Role.ADMIN, Role.ORGANIZER)
 @aiohttp_jinja2.template("attendance/report.html")
+@store_errors
 async def report_page(request: web.Request) -> dict[str, Any]:
     briefing = await _briefing(request)
     report = await request.app[ATTENDANCE].report(briefing)
@@ -232,6 +253,7 @@ async def report_page(request: web.Request) -> dict[str, Any]:
 @routes.get("/attendance/sites/{code}", name="attendance_site")
 @require_role(Role.ADMIN, Role.ORGANIZER)
 @aiohttp_jinja2.template("attendance/site.html")
+@store_errors
 async def site_page(request: web.Request) -> dict[str, Any]:
     period, d_from, d_to = await _site_period(request)
     return {
@@ -247,6 +269,7 @@ async def site_page(request: web.Request) -> dict[str, Any]:
 @routes.get("/attendance", name="attendance_index")
 @require_role(Role.ADMIN, Role.ORGANIZER)
 @aiohttp_jinja2.template("attendance/index.html")
+@store_errors
 async def index_page(request: web.Request) -> dict[str, Any]:
     d_from, d_to, start, end = _period(request)
     user = current_user(request)
@@ -264,6 +287,7 @@ async def index_page(request: web.Request) -> dict[str, Any]:
 
 @routes.get("/attendance/site")
 @require_role(Role.ADMIN, Role.ORGANIZER)
+@store_errors
 async def site_pick(request: web.Request) -> web.StreamResponse:
     """The index page's site picker (a plain GET form) lands here."""
     code = request.query.get("code", "")

@@ -250,3 +250,15 @@ def test_catalogues_have_the_same_keys():
     en = json.loads((root / "en" / "attendance.json").read_text(encoding="utf-8"))
     assert vi.keys() == en.keys()
     assert all(v.strip() for v in [*vi.values(), *en.values()])
+
+
+async def test_store_unreachable_is_a_clear_503(att_client, api_token, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    async def down(*args, **kwargs):
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(att_client.app[ATTENDANCE], "report", down)
+    headers = {"Authorization": f"Bearer {await api_token('admin')}"}
+    resp = await att_client.get(f"/api/briefings/{OWN.id}/attendance.xlsx", headers=headers)
+    assert resp.status == 503 and (await resp.json())["error"] == "store_unavailable"
