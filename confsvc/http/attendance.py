@@ -19,7 +19,15 @@ from redis.exceptions import RedisError
 
 from confsvc.attendance.briefing import BriefingInfo, BriefingSource, StaticBriefings
 from confsvc.attendance.events import MAX_TEXT, EventError
-from confsvc.attendance.exports import GRADE_VI, filename, to_csv, to_xlsx
+from confsvc.attendance.exports import (
+    GRADE_VI,
+    filename,
+    period_csv,
+    period_filename,
+    period_xlsx,
+    to_csv,
+    to_xlsx,
+)
 from confsvc.attendance.log import AttendanceLog
 from confsvc.attendance.rollups import GRACE, Status
 from confsvc.attendance.service import AttendanceService, NotInvited
@@ -224,6 +232,30 @@ async def _site_period(request: web.Request) -> tuple[Any, date, date]:
 async def api_site_period(request: web.Request) -> web.Response:
     period, _, _ = await _site_period(request)
     return web.json_response(period.to_dict(), dumps=_dumps)
+
+
+@routes.get("/api/sites/{code}/attendance.csv")
+@require_role(Role.ADMIN, Role.ORGANIZER)
+@store_errors
+async def api_site_period_csv(request: web.Request) -> web.Response:
+    period, d_from, d_to = await _site_period(request)
+    name = period_filename(period, d_from.isoformat(), d_to.isoformat(), "csv")
+    return web.Response(
+        body=period_csv(period, request.app[SETTINGS].zone),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@routes.get("/api/sites/{code}/attendance.xlsx")
+@require_role(Role.ADMIN, Role.ORGANIZER)
+@store_errors
+async def api_site_period_xlsx(request: web.Request) -> web.Response:
+    period, d_from, d_to = await _site_period(request)
+    name = period_filename(period, d_from.isoformat(), d_to.isoformat(), "xlsx")
+    body = period_xlsx(period, request.app[SETTINGS].zone, d_from.strftime("%d/%m/%Y"), d_to.strftime("%d/%m/%Y"))
+    return web.Response(body=body, content_type=XLSX_TYPE, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 # --- pages -------------------------------------------------------------------------------------
