@@ -13,8 +13,10 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import random
 import resource
+import statistics
 import sys
 import time
 import tracemalloc
@@ -95,6 +97,7 @@ async def main() -> None:
     ap.add_argument("--sites", type=int, default=183)
     ap.add_argument("--hours", type=float, default=4)
     ap.add_argument("--period", type=int, default=10, help="seconds between quality samples")
+    ap.add_argument("--runs", type=int, default=3, help="timed reports (the best and the median are printed)")
     args = ap.parse_args()
 
     tree = Tree.build(parse_csv(demo_csv()))
@@ -126,26 +129,45 @@ async def main() -> None:
             return tree
 
         now = t0 + timedelta(hours=args.hours + 1)
-        svc = AttendanceService(r, StaticBriefings([b]), tree_fn, clock=lambda: now)
+
+        def fresh() -> AttendanceService:  # a new process's view: no in-memory state
+            return AttendanceService(r, StaticBriefings([b]), tree_fn, clock=lambda: now)
+
+        cache_key = keys.attendance_report_cache(b.id)
         gc.collect()
         rss_before = rss_mb()
-        t = time.perf_counter()
-        rep = await svc.report(b)
-        out["report_s"] = round(time.perf_counter() - t, 3)
+        times = []
+        cpu = []
+        for _ in range(args.runs):
+            await r.delete(cache_key)
+            svc = fresh()
+            t = time.perf_counter()
+            c = time.process_time()
+            rep = await svc.report(b)
+            cpu.append(time.process_time() - c)
+            times.append(time.perf_counter() - t)
+        out["report_s"] = round(min(times), 3)
+        out["report_s_median"] = round(statistics.median(times), 3)
+        out["report_cpu_s"] = round(min(cpu), 3)  # this process only (Redis's share is in report_s)
+        out["load_average"] = round(os.getloadavg()[0], 2)
         out["peak_rss_mb"] = round(rss_mb(), 1)
         out["rss_growth_mb"] = round(rss_mb() - rss_before, 1)
         t = time.perf_counter()
+        await fresh().report(b)
+        out["report_stored_s"] = round(time.perf_counter() - t, 4)  # finished: read back from Redis
+        await svc.redis.xadd(keys.attendance_log(b.id), {"e": Joined(site=sites[0], conn="late", at=now, id="x:1").encode()})
+        t = time.perf_counter()
         await svc.report(b)
-        out["report_cached_s"] = round(time.perf_counter() - t, 4)
+        out["report_after_one_more_event_s"] = round(time.perf_counter() - t, 4)  # live path: only new entries
 
-        # the same report under tracemalloc (slower: memory only), cache out of the way
-        await r.delete(keys.attendance_report_cache(b.id))
+        # the same report under tracemalloc (slower: memory only), from scratch
+        await r.delete(cache_key)
         tracemalloc.start()
-        rep2 = await svc.report(b)
+        rep2 = await fresh().report(b)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         out["tracemalloc_peak_mb"] = round(peak / 1e6, 1)
-        assert rep2.to_dict() == rep.to_dict()
+        assert rep2.row(sites[1]) == rep.row(sites[1])
 
         t = time.perf_counter()
         csv_bytes = to_csv(rep, ZONE)

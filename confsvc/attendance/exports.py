@@ -2,7 +2,11 @@
 
 Headers are Vietnamese (the reports are handed in as they are). Times are shown in the province
 zone. Both formats carry the same table, one row per site, in the report's order; the XLSX has
-real date and number cells, a title block and a summary sheet.
+real date and number cells, a title block and a summary sheet. A site over a period exports the
+same way, one row per briefing.
+
+The CSV uses commas and '.' decimals: Excel opens it as is where the list separator is a comma; on
+a PC set to Vietnamese regional settings (';' and ',') use the XLSX.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
-from confsvc.attendance.rollups import STATUS_VI, BriefingReport, Grade, SiteRow
+from confsvc.attendance.rollups import STATUS_VI, BriefingReport, Grade, SitePeriod, SiteRow
 
 BOM = "\ufeff"
 TIME_FMT = "%d/%m/%Y %H:%M:%S"
@@ -88,7 +92,7 @@ def _csv_cell(v: Any) -> str:
     if isinstance(v, datetime):
         return v.strftime(TIME_FMT)
     if isinstance(v, float):
-        return f"{v:g}" if abs(v) < 1e15 else str(v)
+        return str(int(v)) if v.is_integer() else repr(v)  # values are rounded already: no exponent, no loss
     return str(v)
 
 
@@ -179,3 +183,70 @@ def filename(report: BriefingReport, zone: ZoneInfo, ext: str) -> str:
     day = report.starts_at.astimezone(zone).strftime("%Y%m%d")
     safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "-" for ch in report.briefing_id)
     return f"diem-danh-{safe}-{day}.{ext}"
+
+
+# --- a site over a period ---------------------------------------------------------------------
+PERIOD_COLUMNS: list[tuple[str, Callable[[int, Any, ZoneInfo], Any], str | None]] = [
+    ("STT", lambda i, b, z: i, None),
+    ("Thời gian", lambda i, b, z: _local(b.starts_at, z), XLSX_TIME_FMT),
+    ("Buổi giao ban", lambda i, b, z: b.title, None),
+    ("Trạng thái", lambda i, b, z: STATUS_VI[b.row.status], None),
+    ("Vào lần đầu", lambda i, b, z: _local(b.row.first_join, z), XLSX_TIME_FMT),
+    ("Thời gian tham dự (phút)", lambda i, b, z: _min(b.row.connected_s), "0.0"),
+    ("Tỷ lệ tham dự (%)", lambda i, b, z: _pct(b.row.share), "0.0"),
+    ("Số phút muộn", lambda i, b, z: b.row.late_minutes if b.row.late else None, "0.0"),
+    ("Về sớm", lambda i, b, z: YES if b.row.left_early else "", None),
+    ("Số lần rớt mạng", lambda i, b, z: b.row.drops, "0"),
+    ("Tỷ lệ mất gói trung bình (%)", lambda i, b, z: _pct(b.row.mean_loss), "0.00"),
+    ("Độ trễ trung bình (ms)", lambda i, b, z: b.row.mean_rtt_ms, "0"),
+    ("Chất lượng đường truyền", lambda i, b, z: GRADE_VI[b.row.quality] if b.row.quality else "", None),
+    ("Lý do vắng", lambda i, b, z: b.row.absence_reason, None),
+]
+PERIOD_HEADERS = [c[0] for c in PERIOD_COLUMNS]
+
+
+def period_table(period: SitePeriod, zone: ZoneInfo) -> list[list[Any]]:
+    return [[fn(i, b, zone) for _, fn, _ in PERIOD_COLUMNS] for i, b in enumerate(period.briefings, start=1)]
+
+
+def period_csv(period: SitePeriod, zone: ZoneInfo) -> bytes:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(PERIOD_HEADERS)
+    for row in period_table(period, zone):
+        w.writerow([_csv_cell(v) for v in row])
+    return (BOM + out.getvalue()).encode("utf-8")
+
+
+def period_xlsx(period: SitePeriod, zone: ZoneInfo, shown_from: str, shown_to: str) -> bytes:
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Điểm danh"
+    ws["A1"] = f"Điểm danh của {period.name} ({period.code})"
+    ws["A1"].font = Font(bold=True, size=14)
+    ws["A2"] = f"Từ ngày {shown_from} đến ngày {shown_to}"
+    late = f"{period.mean_late_minutes:g}" if period.mean_late_minutes is not None else "-"
+    ws["A3"] = (
+        f"Được mời: {period.invited}; có mặt: {period.attended}; vắng mặt: {period.absent}; "
+        f"vắng có lý do: {period.excused}; đến muộn: {period.late} (trung bình {late} phút)"
+    )
+    for j, h in enumerate(PERIOD_HEADERS, start=1):
+        c = ws.cell(row=HEADER_ROW, column=j, value=h)
+        c.font = Font(bold=True)
+        c.alignment = Alignment(wrap_text=True, vertical="center")
+    for i, row in enumerate(period_table(period, zone), start=HEADER_ROW + 1):
+        for j, (value, (_, _, fmt)) in enumerate(zip(row, PERIOD_COLUMNS, strict=True), start=1):
+            c = ws.cell(row=i, column=j, value=value)
+            if fmt and value is not None and not isinstance(value, str):
+                c.number_format = fmt
+    for j in range(1, len(PERIOD_HEADERS) + 1):
+        ws.column_dimensions[get_column_letter(j)].width = {1: 6, 2: 20, 3: 32, 4: 18, 5: 20, 14: 30}.get(j, 13)
+    ws.freeze_panes = ws.cell(row=HEADER_ROW + 1, column=1)
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def period_filename(period: SitePeriod, d_from: str, d_to: str, ext: str) -> str:
+    safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "-" for ch in period.code)
+    return f"diem-danh-{safe}-{d_from.replace('-', '')}-{d_to.replace('-', '')}.{ext}"

@@ -5,8 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
 
 from confsvc.attendance.briefing import BriefingInfo, BriefingSource
 from confsvc.attendance.events import AbsenceReason, EventError, now_utc
@@ -26,6 +30,7 @@ from confsvc.store.redis import Redis
 RULES_VERSION = "1"
 CHUNK = 10_000
 MAX_PERIOD_DAYS = 400
+LIVE_CACHE = 16  # briefings whose accumulated events this process keeps, to read only what is new
 
 
 class NotInvited(ValueError):
@@ -43,26 +48,29 @@ class AttendanceService:
         chunk: int = CHUNK,
     ) -> None:
         self.redis = redis
+        # the same connections, but XRANGE replies left as lists: no dict per entry (2x faster reads)
+        self._reader = aioredis.Redis(connection_pool=redis.connection_pool)
+        self._reader.set_response_callback("XRANGE", _raw_reply)
         self.briefings = briefings
         self._tree = tree
         self.clock = clock
         self.chunk = chunk
+        # briefing id -> (fingerprint, accumulator, last entry id read): a live report reads only new entries
+        self._live: OrderedDict[str, tuple[str, Accumulator, str]] = OrderedDict()
 
     async def briefing(self, briefing_id: str) -> BriefingInfo | None:
         return await self.briefings.get(briefing_id)
 
-    async def read_into(self, briefing_id: str, acc: Accumulator) -> str:
-        """Feed the whole log of a briefing to ``acc``, a chunk at a time; returns the last entry id."""
+    async def read_into(self, briefing_id: str, acc: Accumulator, after: str = "") -> str:
+        """Feed the log of a briefing (the entries after ``after``) to ``acc``, a chunk at a time; returns the last entry id."""
         key = keys.attendance_log(briefing_id)
-        last = "-"
-        start = "-"
+        last = after or "-"
+        start = "(" + after if after else "-"
         while True:
-            entries = await self.redis.xrange(key, min=start, max="+", count=self.chunk)
+            entries = await self._reader.xrange(key, min=start, max="+", count=self.chunk)
             if not entries:
                 return last if last != "-" else ""
-            add = acc.add
-            for _, fields in entries:
-                add(fields.get("e", ""))
+            acc.add_all([_packed(fields) for _, fields in entries])
             last = entries[-1][0]
             if len(entries) < self.chunk:
                 return last
@@ -94,8 +102,15 @@ class AttendanceService:
                     return BriefingReport.from_dict(cached["report"])
             except (ValueError, KeyError, TypeError):
                 pass
-        acc = Accumulator(briefing)
-        last = await self.read_into(briefing.id, acc)
+        live = self._live.pop(briefing.id, None)
+        if live is not None and live[0] == fp:
+            _, acc, after = live
+        else:
+            acc, after = Accumulator(briefing), ""
+        last = await self.read_into(briefing.id, acc, after)
+        self._live[briefing.id] = (fp, acc, last)
+        while len(self._live) > LIVE_CACHE:
+            self._live.popitem(last=False)
         rep = build_report(acc, now, await self._tree())
         if rep.finished and not rep.summary.connected_now and not any(r.connected_now for r in rep.rows):
             doc = {"fp": fp, "last": last, "valid_from": now.isoformat(), "report": rep.to_dict()}
@@ -132,6 +147,17 @@ class AttendanceService:
             if row is not None:
                 items.append(SiteBriefing(b.id, b.title, b.starts_at, b.ends_at, row))
         return site_period(code, site.name if site else code, start, end, items)
+
+
+def _packed(fields: list[str]) -> str:
+    if len(fields) == 2 and fields[0] == "e":
+        return fields[1]
+    pairs = dict(zip(fields[::2], fields[1::2], strict=False))  # not written by this version
+    return pairs.get("e", "")
+
+
+def _raw_reply(response: Any, **options: Any) -> Any:
+    return response
 
 
 def utc(d: datetime) -> datetime:

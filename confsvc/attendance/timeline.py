@@ -23,6 +23,7 @@ PAD = 24  # room for the last tick's label
 MAX_LEAD = timedelta(minutes=60)
 MAX_TAIL = timedelta(minutes=60)
 
+ATTR = {'"': "&quot;", "'": "&apos;"}
 STATUS_CLASS = {Status.PRESENT: "present", Status.ABSENT: "absent", Status.EXCUSED: "excused", Status.PENDING: "pending"}
 
 DEFAULT_LABELS = {
@@ -123,7 +124,7 @@ def render(report: BriefingReport, zone: ZoneInfo, labels: Mapping[str, str] | N
         y += GROUP_H
         for r in rows:
             cls = STATUS_CLASS[r.status]
-            out.append(f'<g class="site {cls}" data-site="{escape(r.code)}">')
+            out.append(f'<g class="site {cls}" data-site="{escape(r.code, ATTR)}">')
             if r.status in (Status.ABSENT, Status.EXCUSED):
                 out.append(f'<rect class="row-{cls}" x="{LABEL_W}" y="{y}" width="{CHART_W}" height="{ROW_H - 1}"/>')
             name = r.name if len(r.name) <= 34 else r.name[:33] + "…"

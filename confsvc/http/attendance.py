@@ -6,6 +6,7 @@ Admins see every report; an organizer sees the reports of its own briefings; nob
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 from datetime import date, datetime, time, timedelta
@@ -13,17 +14,27 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
+from prometheus_client import Gauge
+from redis.exceptions import RedisError
 
 from confsvc.attendance.briefing import BriefingInfo, BriefingSource, StaticBriefings
 from confsvc.attendance.events import MAX_TEXT, EventError
-from confsvc.attendance.exports import GRADE_VI, filename, to_csv, to_xlsx
+from confsvc.attendance.exports import (
+    GRADE_VI,
+    filename,
+    period_csv,
+    period_filename,
+    period_xlsx,
+    to_csv,
+    to_xlsx,
+)
 from confsvc.attendance.log import AttendanceLog
 from confsvc.attendance.rollups import GRACE, Status
 from confsvc.attendance.service import AttendanceService, NotInvited
 from confsvc.attendance.timeline import render as render_timeline
 from confsvc.auth.accounts import Role, User
-from confsvc.http.authz import BEARER_KEY, current_user, require_role
-from confsvc.http.context import DIRECTORY, REDIS, SETTINGS, STATUS
+from confsvc.http.authz import BEARER_KEY, Handler, current_user, require_role
+from confsvc.http.context import DIRECTORY, METRICS, REDIS, SETTINGS, STATUS
 from confsvc.http.errors import ApiError, read_json
 
 routes = web.RouteTableDef()
@@ -47,10 +58,39 @@ def setup(app: web.Application, briefings: BriefingSource | None = None) -> None
         await log.start()
         app[ATTENDANCE_LOG] = log
         app[STATUS]["attendance"] = log.state  # shared dict: /healthz shows it live
+        _metrics(app, log)
         yield
         await log.close()
 
     app.cleanup_ctx.append(attendance_log)
+
+
+def _metrics(app: web.Application, log: AttendanceLog) -> None:
+    registry = app[METRICS]
+    st = log.state
+    gauges = {
+        "confsvc_attendance_spooled_events": ("events waiting in the local spool for Redis", lambda: st["spooled"]),
+        "confsvc_attendance_written_events": ("events this node wrote to Redis", lambda: st["written"]),
+        "confsvc_attendance_refused_events": ("events refused because the spool was full", lambda: st["refused"]),
+        "confsvc_attendance_redis_up": ("1 while the attendance log reaches Redis", lambda: 1 if st["redis"] != "down" else 0),
+    }
+    for name, (doc, fn) in gauges.items():
+        if name in getattr(registry, "_names_to_collectors", {}):
+            continue  # the same app started twice (tests)
+        Gauge(name, doc, registry=registry).set_function(fn)
+
+
+def store_errors(handler: Handler) -> Handler:
+    """Redis unreachable while reading a report or recording a reason: a clear 503, not a 500."""
+
+    @functools.wraps(handler)
+    async def inner(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (RedisError, OSError) as exc:
+            raise ApiError(503, "store_unavailable", f"the store (Redis) cannot be reached: {exc}") from None
+
+    return inner
 
 
 def _dumps(obj: Any) -> str:
@@ -78,6 +118,7 @@ async def _briefing(request: web.Request) -> BriefingInfo:
 @routes.get("/api/briefings/{id}/attendance")
 @routes.get("/api/briefings/{id}/occurrences/{occ}/attendance")
 @require_role(Role.ADMIN, Role.ORGANIZER)
+@store_errors
 async def api_report(request: web.Request) -> web.Response:
     briefing = await _briefing(request)
     report = await request.app[ATTENDANCE].report(briefing)
@@ -87,6 +128,7 @@ async def api_report(request: web.Request) -> web.Response:
 @routes.get("/api/briefings/{id}/attendance.csv")
 @routes.get("/api/briefings/{id}/occurrences/{occ}/attendance.csv")
 @require_role(Role.ADMIN, Role.ORGANIZER)
+@store_errors
 async def api_csv(request: web.Request) -> web.Response:
     briefing = await _briefing(request)
     report = await request.app[ATTENDANCE].report(briefing)
@@ -105,6 +147,7 @@ XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 @routes.get("/api/briefings/{id}/attendance.xlsx")
 @routes.get("/api/briefings/{id}/occurrences/{occ}/attendance.xlsx")
 @require_role(Role.ADMIN, Role.ORGANIZER)
+@store_errors
 async def api_xlsx(request: web.Request) -> web.Response:
     briefing = await _briefing(request)
     report = await request.app[ATTENDANCE].report(briefing)
@@ -119,6 +162,7 @@ async def api_xlsx(request: web.Request) -> web.Response:
 @routes.post("/api/briefings/{id}/attendance/{site}/reason")
 @routes.post("/api/briefings/{id}/occurrences/{occ}/attendance/{site}/reason")
 @require_role(Role.ADMIN)
+@store_errors
 async def record_reason(request: web.Request) -> web.StreamResponse:
     briefing = await _briefing(request)
     site = request.match_info["site"]
@@ -184,9 +228,34 @@ async def _site_period(request: web.Request) -> tuple[Any, date, date]:
 
 @routes.get("/api/sites/{code}/attendance")
 @require_role(Role.ADMIN, Role.ORGANIZER)
+@store_errors
 async def api_site_period(request: web.Request) -> web.Response:
     period, _, _ = await _site_period(request)
     return web.json_response(period.to_dict(), dumps=_dumps)
+
+
+@routes.get("/api/sites/{code}/attendance.csv")
+@require_role(Role.ADMIN, Role.ORGANIZER)
+@store_errors
+async def api_site_period_csv(request: web.Request) -> web.Response:
+    period, d_from, d_to = await _site_period(request)
+    name = period_filename(period, d_from.isoformat(), d_to.isoformat(), "csv")
+    return web.Response(
+        body=period_csv(period, request.app[SETTINGS].zone),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@routes.get("/api/sites/{code}/attendance.xlsx")
+@require_role(Role.ADMIN, Role.ORGANIZER)
+@store_errors
+async def api_site_period_xlsx(request: web.Request) -> web.Response:
+    period, d_from, d_to = await _site_period(request)
+    name = period_filename(period, d_from.isoformat(), d_to.isoformat(), "xlsx")
+    body = period_xlsx(period, request.app[SETTINGS].zone, d_from.strftime("%d/%m/%Y"), d_to.strftime("%d/%m/%Y"))
+    return web.Response(body=body, content_type=XLSX_TYPE, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 # --- pages -------------------------------------------------------------------------------------
@@ -194,6 +263,7 @@ async def api_site_period(request: web.Request) -> web.Response:
 @routes.get("/briefings/{id}/occurrences/{occ}/attendance")
 @require_role(Role.ADMIN, Role.ORGANIZER)
 @aiohttp_jinja2.template("attendance/report.html")
+@store_errors
 async def report_page(request: web.Request) -> dict[str, Any]:
     briefing = await _briefing(request)
     report = await request.app[ATTENDANCE].report(briefing)
@@ -215,6 +285,7 @@ async def report_page(request: web.Request) -> dict[str, Any]:
 @routes.get("/attendance/sites/{code}", name="attendance_site")
 @require_role(Role.ADMIN, Role.ORGANIZER)
 @aiohttp_jinja2.template("attendance/site.html")
+@store_errors
 async def site_page(request: web.Request) -> dict[str, Any]:
     period, d_from, d_to = await _site_period(request)
     return {
@@ -230,6 +301,7 @@ async def site_page(request: web.Request) -> dict[str, Any]:
 @routes.get("/attendance", name="attendance_index")
 @require_role(Role.ADMIN, Role.ORGANIZER)
 @aiohttp_jinja2.template("attendance/index.html")
+@store_errors
 async def index_page(request: web.Request) -> dict[str, Any]:
     d_from, d_to, start, end = _period(request)
     user = current_user(request)
@@ -247,6 +319,7 @@ async def index_page(request: web.Request) -> dict[str, Any]:
 
 @routes.get("/attendance/site")
 @require_role(Role.ADMIN, Role.ORGANIZER)
+@store_errors
 async def site_pick(request: web.Request) -> web.StreamResponse:
     """The index page's site picker (a plain GET form) lands here."""
     code = request.query.get("code", "")
@@ -254,3 +327,10 @@ async def site_pick(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
     query = "&".join(f"{k}={request.query[k]}" for k in ("from", "to") if request.query.get(k, "").replace("-", "").isdigit())
     raise web.HTTPSeeOther(f"/attendance/sites/{code}" + (f"?{query}" if query else ""))
+
+
+def home_links(user: User | None) -> list[dict[str, str]]:
+    """The home page's card for attendance (admins and organizers), for pages.home's ``home_links``."""
+    if user is None or user.role not in (Role.ADMIN, Role.ORGANIZER):
+        return []
+    return [{"href": "/attendance", "title": "nav.attendance", "text": "attendance.home.text"}]

@@ -159,7 +159,10 @@ async def test_who_may_see_reports(att_client, api_token):
         assert await get(f"/api/briefings/{OWN.id}/attendance{suffix}") == 401
     assert await get("/api/briefings/nope/attendance", "admin") == 404
     assert await get(f"/briefings/{OWN.id}/attendance") == 303  # to the login page
-    assert await get("/api/sites/YB-VY/attendance", "chair") == 403
+    for suffix in ("", ".csv", ".xlsx"):
+        assert await get(f"/api/sites/YB-VY/attendance{suffix}", "chair") == 403
+        assert await get(f"/api/sites/YB-VY/attendance{suffix}") == 401
+        assert await get(f"/api/sites/YB-VY/attendance{suffix}", "organizer", "organizer1") == 200
 
 
 async def test_absence_reason_by_admin_only(att_client, api_token, login):
@@ -220,6 +223,17 @@ async def test_site_period_and_index(att_client, login):
     assert page.status == 200 and "Giao ban tuần 47" in await page.text()
     index = await att_client.get("/attendance?from=2026-11-01&to=2026-11-30")
     assert index.status == 200 and "Giao ban khác" in await index.text()
+    csv_resp = await att_client.get("/api/sites/YB-VY-MAUA/attendance.csv?from=2026-11-01&to=2026-11-30")
+    assert 'filename="diem-danh-YB-VY-MAUA-20261101-20261130.csv"' in csv_resp.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO((await csv_resp.read()).decode("utf-8-sig"))))
+    assert rows[0][:4] == ["STT", "Thời gian", "Buổi giao ban", "Trạng thái"]
+    assert rows[1][:8] == ["1", "16/11/2026 08:30:00", "Giao ban tuần 47", "Có mặt trực tuyến", "16/11/2026 08:42:00", "77.5", "64.58", "12"]
+    assert rows[2][:4] == ["2", "17/11/2026 08:30:00", "Giao ban khác", "Vắng mặt"]
+    x = await att_client.get("/api/sites/YB-VY-MAUA/attendance.xlsx?from=2026-11-01&to=2026-11-30")
+    ws = load_workbook(io.BytesIO(await x.read()))["Điểm danh"]
+    assert ws["A1"].value == "Điểm danh của Thị trấn Mậu A (YB-VY-MAUA)"
+    assert ws["A2"].value == "Từ ngày 01/11/2026 đến ngày 30/11/2026"
+    assert [c.value for c in ws[HEADER_ROW + 1]][:7] == [1, datetime(2026, 11, 16, 8, 30), "Giao ban tuần 47", "Có mặt trực tuyến", datetime(2026, 11, 16, 8, 42), 77.5, 64.58]
     pick = await att_client.get("/attendance/site?code=YB-VY&from=2026-11-01&to=2026-11-30", allow_redirects=False)
     assert pick.headers["Location"] == "/attendance/sites/YB-VY?from=2026-11-01&to=2026-11-30"
 
@@ -236,3 +250,29 @@ async def test_healthz_shows_the_attendance_log(att_client):
     doc = await (await att_client.get("/healthz")).json()
     assert doc["attendance"]["redis"] == "up" and doc["attendance"]["spooled"] == 0
     assert doc["attendance"]["written"] == len(EVENTS)
+    metrics = await (await att_client.get("/metrics")).text()
+    assert f"confsvc_attendance_written_events {float(len(EVENTS))}" in metrics
+    assert "confsvc_attendance_redis_up 1.0" in metrics
+
+
+def test_catalogues_have_the_same_keys():
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "web" / "i18n"
+    vi = json.loads((root / "vi" / "attendance.json").read_text(encoding="utf-8"))
+    en = json.loads((root / "en" / "attendance.json").read_text(encoding="utf-8"))
+    assert vi.keys() == en.keys()
+    assert all(v.strip() for v in [*vi.values(), *en.values()])
+
+
+async def test_store_unreachable_is_a_clear_503(att_client, api_token, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    async def down(*args, **kwargs):
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(att_client.app[ATTENDANCE], "report", down)
+    headers = {"Authorization": f"Bearer {await api_token('admin')}"}
+    resp = await att_client.get(f"/api/briefings/{OWN.id}/attendance.xlsx", headers=headers)
+    assert resp.status == 503 and (await resp.json())["error"] == "store_unavailable"

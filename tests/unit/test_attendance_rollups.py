@@ -48,10 +48,15 @@ BRIEFING = BriefingFacts("b1", "Giao ban", T0, T1, ("P", "D1", "D2", "C1", "C2",
 
 
 def report(events, now=AFTER, briefing=BRIEFING) -> BriefingReport:
+    packed = [replace(e, id=f"w:{i + 1}").encode() for i, e in enumerate(events)]
     acc = Accumulator(briefing)
-    for i, e in enumerate(events):
-        acc.add(replace(e, id=f"w:{i + 1}").encode())
-    return build_report(acc, now, TREE)
+    for p in packed:
+        acc.add(p)
+    bulk = Accumulator(briefing)  # the bulk path gives the same result
+    bulk.add_all(packed)
+    one, many = build_report(acc, now, TREE), build_report(bulk, now, TREE)
+    assert one.to_dict() == many.to_dict()
+    return one
 
 
 def row(rep: BriefingReport, code: str):
