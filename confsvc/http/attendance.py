@@ -53,7 +53,7 @@ def setup(app: web.Application, briefings: BriefingSource | None = None) -> None
 
     async def attendance_log(app: web.Application) -> AsyncIterator[None]:
         log = AttendanceLog.for_store(
-            app[REDIS], settings.data_dir / "attendance" / "spool.log", node=settings.node_id or "node"
+            app[REDIS], settings.data_dir / "attendance" / "spool.log", node=settings.node
         )
         await log.start()
         app[ATTENDANCE_LOG] = log

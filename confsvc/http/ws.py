@@ -1,0 +1,190 @@
+"""``/ws``: the signaling WebSocket. Authenticates the page, then hands it to the signaling hub.
+
+- a site's page: ``/ws?site=<join token>``: it joins the occurrence its site is invited to now;
+- the chair's page: ``/ws?briefing=<occurrence id>`` with a chair's or admin's session cookie.
+
+A refusal at the door (unknown link, no briefing now, not invited, locked, ...) is one ``error``
+message, then the socket closes with code 4000 + a reason the page shows and does not retry
+(``removed``, ``ended``) or retries later (the others).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+from aiohttp import WSMsgType, web
+from redis.exceptions import RedisError
+
+from confsvc.attendance.events import LeaveReason
+from confsvc.auth.accounts import Role
+from confsvc.auth.turn import ice_servers
+from confsvc.http.attendance import ATTENDANCE_LOG
+from confsvc.http.authz import current_user
+from confsvc.http.context import DIRECTORY, REDIS, SETTINGS, SITE_LINKS
+from confsvc.http.scheduling import BRIEFINGS
+from confsvc.media import MediaConfig
+from confsvc.scheduling.service import Actor
+from confsvc.signaling.hub import Hub, Identity
+from confsvc.signaling.protocol import MAX_MESSAGE_BYTES, ProtocolError
+from confsvc.store import keys
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+HUB: web.AppKey[Hub] = web.AppKey("signaling_hub", Hub)
+CLOSE_REFUSED = 4000
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:  # not a browser (a script or a test client)
+        return True
+    return urlparse(origin).netloc == request.host
+
+
+async def _refuse(ws: web.WebSocketResponse, exc: ProtocolError) -> web.WebSocketResponse:
+    await ws.send_str(json.dumps(exc.to_message(), ensure_ascii=False))
+    await ws.close(code=CLOSE_REFUSED, message=exc.code.encode()[:120])
+    return ws
+
+
+@routes.get("/ws")
+async def websocket(request: web.Request) -> web.StreamResponse:
+    ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=MAX_MESSAGE_BYTES)
+    await ws.prepare(request)
+    app = request.app
+    hub = app[HUB]
+    settings = app[SETTINGS]
+    try:
+        if not _same_origin(request):
+            raise ProtocolError("forbidden", "this page may not open the signaling socket (other origin)")
+        who, occ = await _identify(request)
+    except ProtocolError as exc:
+        return await _refuse(ws, exc)
+    except (RedisError, OSError):
+        return await _refuse(ws, ProtocolError("unavailable", "the server's store is unreachable: retrying"))
+    servers = ice_servers(settings.stun_urls, settings.turn_urls, settings.turn_secret, settings.turn_ttl, who.code)
+    try:
+        session = await hub.join(occ, who, ws.send_str, ice_servers=servers)
+    except ProtocolError as exc:
+        return await _refuse(ws, exc)
+    reason = LeaveReason.DROPPED
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await session.handle(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await session.handle(msg.data)
+            elif msg.type == WSMsgType.ERROR:
+                break
+            if session.done:
+                break
+        if ws.close_code == 1000:
+            reason = LeaveReason.LEFT
+    finally:
+        await session.leave(reason)
+        if not ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.close()
+    return ws
+
+
+async def _identify(request: web.Request) -> tuple[Identity, Any]:
+    app = request.app
+    briefings = app[BRIEFINGS]
+    token = request.query.get("site")
+    if token is not None:
+        code = await app[SITE_LINKS].resolve(token)
+        if code is None:
+            raise ProtocolError("unknown_link", "this site link is unknown or was revoked")
+        occ = await briefings.current_for_site(code)
+        if occ is None:
+            raise ProtocolError("no_briefing", "no briefing of this site is open now")
+        return Identity(code=code, role="site"), occ
+    occ_id = request.query.get("briefing", "")
+    user = current_user(request)
+    if user is None:
+        raise ProtocolError("unauthorized", "sign in as a chair to run a briefing")
+    if user.role not in (Role.CHAIR, Role.ADMIN):
+        raise ProtocolError("forbidden", "only a chair (or an admin) may run a briefing")
+    occ = await briefings.get(occ_id) if occ_id and len(occ_id) < 100 else None
+    if occ is None:
+        raise ProtocolError("unknown_briefing", f"no briefing {occ_id!r}")
+    now = briefings.now()
+    if not (occ.lobby_opens_at <= now < occ.ends_at) and str(occ.state) not in ("open", "live"):
+        raise ProtocolError("not_open", "the briefing's lobby is not open")
+    return Identity(code=occ.chair, role="chair", label=user.username), occ
+
+
+def setup(app: web.Application) -> None:
+    """The hub lives while the app runs; it follows the schedule's state changes (Redis pub/sub)."""
+    app.router.add_routes(routes)
+
+    async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        briefings = app[BRIEFINGS]
+
+        async def site_info(codes: Sequence[str]) -> list[tuple[str, str, str, str | None]]:
+            tree = await app[DIRECTORY].tree()
+            out = []
+            for code in codes:
+                s = tree.sites.get(code)
+                d = tree.district_of(code)
+                out.append((code, s.name if s else code, str(s.kind) if s else "commune", d.code if d else None))
+            return out
+
+        async def on_start(occ_id: str, who: str) -> None:
+            await briefings.start_now(occ_id, Actor(who or "chair", admin=True))
+
+        async def on_end(occ_id: str, who: str) -> None:
+            await briefings.end_now(occ_id, Actor(who or "chair", admin=True))
+
+        hub = Hub(
+            log=app[ATTENDANCE_LOG], site_info=site_info, media_config=MediaConfig.from_settings(settings),
+            node=settings.node, on_start=on_start, on_end=on_end,
+        )
+        app[HUB] = hub
+        stop = asyncio.Event()
+        listener = asyncio.create_task(_follow_schedule(app[REDIS], hub, stop), name="signaling-schedule")
+        yield
+        stop.set()
+        await asyncio.wait([listener], timeout=2.0)
+        if not listener.done():
+            listener.cancel()
+        await hub.close()
+
+    app.cleanup_ctx.append(hub_ctx)
+
+
+async def _follow_schedule(redis: Any, hub: Hub, stop: asyncio.Event) -> None:
+    """Occurrence state changes (from any node's clock or chair) move the live rooms here.
+
+    Polled with a short timeout and stopped by ``stop`` rather than cancelled: redis-py's pub/sub
+    read does not always give way to a cancellation.
+    """
+    while not stop.is_set():
+        pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(keys.SCHED_EVENTS)
+            while not stop.is_set():
+                item = await pubsub.get_message(timeout=0.25)
+                if item is None or item.get("type") != "message":
+                    continue
+                try:
+                    change = json.loads(item["data"])
+                    await hub.set_phase(change["id"], change["state"])
+                except Exception:
+                    log.exception("signaling: bad schedule event %r", item.get("data"))
+        except (RedisError, OSError) as exc:
+            log.warning("signaling: schedule events unavailable (%s); retrying", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
