@@ -147,6 +147,7 @@ class Participant:
             raise MediaError(f"cannot use the publish offer: {exc}") from None
         hooks.restrict_ice(pc, room.config.ice_addresses)
         await pc.setLocalDescription(answer)
+        hooks.tune_receive(pc)
         self._setup_ingress(offer, aiortc_sdp.SessionDescription.parse(pc.localDescription.sdp))
         dtls = hooks.dtls_transport(pc)
         self._pub_dtls = dtls
@@ -329,6 +330,7 @@ class Participant:
         offer = await pc.createOffer()
         hooks.restrict_ice(pc, room.config.ice_addresses)
         await pc.setLocalDescription(offer)
+        hooks.tune_receive(pc)
         local = aiortc_sdp.SessionDescription.parse(pc.localDescription.sdp)
         for name, kind, t in transceivers:
             m = next(m for m in local.media if m.rtp.muxId == t.mid)

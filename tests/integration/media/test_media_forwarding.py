@@ -190,6 +190,12 @@ async def test_subscriber_sockets_are_connected_to_their_peer(room, peers):
     sub = await peers.subscribe(room, "S")
     await peers.wait_for(lambda st: frames(st, "S", stage_mid(sub)) >= 5)
     assert sub.sub_sink is not None and sub.sub_sink.connected  # MediaConfig.connect_udp
+    # and the node's ICE sockets read into small buffers, not asyncio's 256 KiB per datagram
+    from confsvc.media import hooks
+
+    for pc in (room.participants["A"].pub_pc, sub.sub_pc):
+        sizes = {pr.transport.max_size for c in hooks._connections(pc) for pr in c._protocols}
+        assert sizes == {hooks.RECV_SIZE}
 
 
 async def test_the_site_that_speaks_becomes_dominant_and_is_heard(room, peers):
