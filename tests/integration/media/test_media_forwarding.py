@@ -130,18 +130,28 @@ async def test_sender_reports_match_the_media_timestamps(room, peers):
 
     st = await peers.wait_for(enough, within=25)
     checked = {"video": 0, "audio": 0}
+    by_ssrc: dict[int, list] = {}
+    worst = 0.0
     for r in st["subs"]["B"]["srs"]:
         if r["last_rtp"] is None or r["ssrc"] not in audio_ssrcs | {video_ssrc}:
             continue
         clock = 90000 if r["ssrc"] == video_ssrc else 48000
         expected = r["last_rtp"] + (r["at"] - r["last_at"]) * clock
-        diff = ((r["rtp"] - int(expected) + 2**31) % 2**32) - 2**31
-        # the SR's RTP time is the media's timeline, to within 100 ms of jitter/capture skew
-        assert abs(diff) < 0.1 * clock, (r, diff / clock)
-        # and its NTP time is our wall clock
-        assert abs(ntp_to_unix(r["ntp"]) - r["at"]) < 0.5
+        diff = (((r["rtp"] - int(expected) + 2**31) % 2**32) - 2**31) / clock
+        worst = max(worst, abs(diff))
+        # the SR's RTP time is the media's timeline (a wrong offset is off by hours; allow for
+        # the peers process being scheduled late on a loaded machine)
+        assert abs(diff) < 0.25, (r, diff)
+        # its NTP time is the node's wall clock when it sent the SR
+        assert -0.05 < r["at"] - ntp_to_unix(r["ntp"]) < 1.0, r
+        by_ssrc.setdefault(r["ssrc"], []).append((ntp_to_unix(r["ntp"]), r["rtp"], clock))
         checked["video" if r["ssrc"] == video_ssrc else "audio"] += 1
     assert checked["video"] >= 2 and checked["audio"] >= 2
+    for reports in by_ssrc.values():
+        (t1, rtp1, clock), (t2, rtp2, _) = reports[0], reports[-1]
+        if t2 - t1 > 1.0:  # RTP advances at the clock rate against NTP
+            assert abs(((rtp2 - rtp1) % 2**32) / (t2 - t1) / clock - 1) < 0.05
+    print({"sr_worst_offset_ms": round(worst * 1000, 1)})
     assert room.participants["A"].clock_offset is not None  # mapped through the publisher's own SRs
 
 
