@@ -27,14 +27,14 @@ async def test_ten_subscribers_decode_every_frame_and_the_node_never_transcodes(
     mid = stage_mid(subs[0])
     await peers.wait_for(lambda st: all(frames(st, f"S{i}", mid) >= 10 for i in range(10)))
     before = await peers.stats()
-    await asyncio.sleep(3.0)
+    await asyncio.sleep(4.0)
     after = await peers.stats()
     sent = after["pubs"]["A"]["frames"] - before["pubs"]["A"]["frames"]
     assert sent >= 30
     for i in range(10):
         got = frames(after, f"S{i}", mid) - frames(before, f"S{i}", mid)
-        # >= 29 of every 30 frames, allowing for the few frames in flight at either edge
-        assert got >= sent * 29 / 30 - 3, (i, got, sent)
+        # >= 29 of every 30 frames, allowing for the frames in flight (or in a busy decoder) at the edges
+        assert got >= sent * 29 / 30 - 5, (i, got, sent)
         assert sum(after["subs"][f"S{i}"]["audio"].values()) > 0
     assert after["decode_errors"] == 0
     c = room.counters
