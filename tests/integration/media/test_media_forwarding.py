@@ -231,3 +231,21 @@ async def test_the_node_announces_only_the_configured_addresses(room, peers):
     for sdp in (pub.pub_pc.localDescription.sdp, sub.sub_pc.localDescription.sdp):
         cands = [line.split()[4] for line in sdp.splitlines() if line.startswith("a=candidate:")]
         assert cands and set(cands) == {"127.0.0.1"}, cands
+
+
+async def test_a_subscriber_that_stops_reading_does_not_slow_the_others(room, peers):
+    await peers.publish(room, "A", width=320, height=240)
+    room.set_stage("A")
+    subs = [await peers.subscribe(room, f"S{i}") for i in range(3)]
+    mid = stage_mid(subs[0])
+    await peers.wait_for(lambda st: all(frames(st, p.id, mid) >= 10 for p in subs))
+    await peers.call("stall", name="S0")
+    await asyncio.sleep(0.5)
+    before = await peers.stats()
+    await asyncio.sleep(3.0)
+    after = await peers.stats()
+    sent = after["pubs"]["A"]["frames"] - before["pubs"]["A"]["frames"]
+    assert frames(after, "S0", mid) - frames(before, "S0", mid) <= 2  # it really stopped
+    for name in ("S1", "S2"):
+        assert frames(after, name, mid) - frames(before, name, mid) >= sent * 29 / 30 - 5
+    assert room.participants["S0"].slots["stage"].live  # still served, as far as the node knows
