@@ -140,6 +140,9 @@ class Producer:
             gap = (pkt.seq - self.max_seq) & 0xFFFF
             if gap > 1 and self.kind == "video" and gap < 200:
                 now = pkt.arrival
+                if len(self.missing) > 512:  # bounded even if nobody sends the NACKs
+                    self.lost_upstream += len(self.missing)
+                    self.missing.clear()
                 for i in range(1, gap):
                     self.missing[(self.max_seq + i) & 0xFFFF] = [now, 0.0]
             if pkt.seq < self.max_seq:
