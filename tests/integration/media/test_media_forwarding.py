@@ -87,12 +87,13 @@ async def test_five_percent_loss_to_subscribers_is_repaired_by_nack(room, peers)
     mid = stage_mid(subs[0])
     await peers.wait_for(lambda st: all(frames(st, p.id, mid) >= 5 for p in subs))
     before = await peers.stats()
-    await asyncio.sleep(4.0)
+    await asyncio.sleep(5.0)
     after = await peers.stats()
     sent = after["pubs"]["A"]["frames"] - before["pubs"]["A"]["frames"]
     for p in subs:
         got = frames(after, p.id, mid) - frames(before, p.id, mid)
-        assert got >= 0.95 * sent - 3, (p.id, got, sent)
+        # a frame waiting for its repair at the window's edge counts later: allow 5 frames there
+        assert got >= 0.95 * sent - 5, (p.id, got, sent)
         assert after["subs"][p.id]["dropped"] > 0
     assert room.counters.nack_repaired > 0
     print({"sent": sent, "nack_in": room.counters.nack_in, "repaired": room.counters.nack_repaired,
