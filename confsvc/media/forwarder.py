@@ -194,10 +194,12 @@ class Producer:
         m = pkt.m
         tail = pkt.tail
         size = pkt.size
+        late = pkt.late
+        tid = pkt.tid
         errors = 0
         queued = 0
         for s in self.slots:
-            if pkt.late or pkt.tid > s.max_tid or s.rewrite:
+            if late or tid > s.max_tid or s.rewrite:
                 if not s.special(pkt):
                     continue
                 data = s.last_built
@@ -218,7 +220,7 @@ class Producer:
         c.send_errors += errors
         if not queued:
             return
-        if m or self.hold <= 0.0 or pkt.late:
+        if m or self.hold <= 0.0 or late:
             self.flush()
             return
         if self.held == 0:
