@@ -31,7 +31,9 @@ Python API (stable; used by ``bench/`` and, later, by ``confsvc.signaling``)::
                                        #   shows, packets, NACKs, RR loss/jitter/RTT); p.remb: its REMB
     p.slots["stage"].max_tid = 1       # issue 4 hooks: temporal cap; .pause()/.resume(); .retarget(layer)
     p.producers                        # its incoming tracks; video ones carry .layer, .width, .height
-    room.fanout_samples                # with MediaConfig(measure_fanout=True): ingress->last egress (s)
+    room.fanout_samples                # with MediaConfig(measure_fanout=True): seconds spent on each
+                                       #   ingress packet (parse..send of any burst it completes); the
+                                       #   MediaConfig.egress_hold wait (<= 5 ms) is not included
 
     await room.remove_participant("commune-7")   # frees its producers and slots
     await room.close()                            # no task, transport or timer left behind
@@ -42,7 +44,7 @@ Test and bench peers on aiortc must be held to the same addresses as the node (D
     pc = RTCPeerConnection(); ...; restrict_ice(pc, ["127.0.0.1"]); await pc.setLocalDescription(...)
 
 Errors from bad input (SDP we cannot use, unknown participant, a call in the wrong state) are
-``confsvc.media.room.MediaError`` (a ValueError) with a message naming the problem.
+``confsvc.media.MediaError`` (a ValueError) with a message naming the problem.
 
 Slots, producers and the per-packet path are in :mod:`confsvc.media.forwarder`; the pure pieces
 (RTP/VP8 parsing, packet cache, speaker detection, keyframe throttle) need no sockets.
@@ -52,6 +54,6 @@ from __future__ import annotations
 
 from confsvc.media.config import MediaConfig
 from confsvc.media.counters import Counters
-from confsvc.media.room import Participant, Room
+from confsvc.media.room import MediaError, Participant, Room
 
-__all__ = ["Counters", "MediaConfig", "Participant", "Room"]
+__all__ = ["Counters", "MediaConfig", "MediaError", "Participant", "Room"]

@@ -42,7 +42,8 @@ class MediaConfig:
     speaker_window: float = 0.8
     speaker_min_activity: float = 0.55
     speaker_hold: float = 0.5
-    # record ingress->last-egress times (bench only; costs two clock reads per ingress packet)
+    # record the time spent on each ingress packet, sends included (bench only; two clock reads per
+    # ingress packet; a packet held by egress_hold is counted in the packet that releases it)
     measure_fanout: bool = False
     fanout_samples: int = 20000
 

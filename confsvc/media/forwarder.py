@@ -140,6 +140,9 @@ class Producer:
             gap = (pkt.seq - self.max_seq) & 0xFFFF
             if gap > 1 and self.kind == "video" and gap < 200:
                 now = pkt.arrival
+                if len(self.missing) > 512:  # bounded even if nobody sends the NACKs
+                    self.lost_upstream += len(self.missing)
+                    self.missing.clear()
                 for i in range(1, gap):
                     self.missing[(self.max_seq + i) & 0xFFFF] = [now, 0.0]
             if pkt.seq < self.max_seq:
@@ -191,10 +194,12 @@ class Producer:
         m = pkt.m
         tail = pkt.tail
         size = pkt.size
+        late = pkt.late
+        tid = pkt.tid
         errors = 0
         queued = 0
         for s in self.slots:
-            if pkt.late or pkt.tid > s.max_tid or s.rewrite:
+            if late or tid > s.max_tid or s.rewrite:
                 if not s.special(pkt):
                     continue
                 data = s.last_built
@@ -215,7 +220,7 @@ class Producer:
         c.send_errors += errors
         if not queued:
             return
-        if m or self.hold <= 0.0 or pkt.late:
+        if m or self.hold <= 0.0 or late:
             self.flush()
             return
         if self.held == 0:
@@ -384,14 +389,10 @@ class Slot:
         if not self.live:
             self.live = True
             # a video receiver must start at a keyframe: (re)start through retarget
-            producer = self.producer
+            producer = self._leave()
             if producer is not None:
-                self._snapshot(producer)
-                if self in producer.slots:
-                    producer.slots.remove(self)
-                self.producer = None
-                target, self.target = producer, None
-                self.retarget(target)
+                self.target = None
+                self.retarget(producer)
 
     # -- switching ---------------------------------------------------------------------------
 
@@ -401,9 +402,7 @@ class Slot:
         if now is None:
             now = time.monotonic()
         self.target = producer
-        if self.pending is not None and self in self.pending.waiting:
-            self.pending.waiting.remove(self)
-        self.pending = None
+        self._cancel_pending()
         if producer is None:
             self.detach()
             return
@@ -427,15 +426,8 @@ class Slot:
         if self.paused:
             return
         self.paused = True
-        producer = self.producer
-        if producer is not None:
-            self._snapshot(producer)
-            if self in producer.slots:
-                producer.slots.remove(self)
-            self.producer = None
-        if self.pending is not None and self in self.pending.waiting:
-            self.pending.waiting.remove(self)
-        self.pending = None
+        self._leave()
+        self._cancel_pending()
 
     def resume(self, now: float | None = None, replay_max_age: float = 1.5) -> None:
         """Send again, from a keyframe of the target (cached run or PLI)."""
@@ -446,15 +438,23 @@ class Slot:
         self.retarget(target, now, replay_max_age)
 
     def detach(self) -> None:
-        old = self.producer
-        if old is None:
-            return
-        self._snapshot(old)
-        if self in old.slots:
-            old.slots.remove(self)
-        self.producer = None
-        if self.on_change is not None:
+        if self._leave() is not None and self.on_change is not None:
             self.on_change(self)
+
+    def _leave(self) -> Producer | None:
+        """Stop carrying the current producer, remembering where the numbering got to."""
+        old = self.producer
+        if old is not None:
+            self._snapshot(old)
+            if self in old.slots:
+                old.slots.remove(self)
+            self.producer = None
+        return old
+
+    def _cancel_pending(self) -> None:
+        if self.pending is not None and self in self.pending.waiting:
+            self.pending.waiting.remove(self)
+        self.pending = None
 
     def _snapshot(self, old: Producer) -> None:
         self._send_queue()
@@ -466,11 +466,7 @@ class Slot:
 
     def attach(self, producer: Producer, first: Packet) -> None:
         """Carry ``producer`` from packet ``first`` on, continuing this slot's numbering."""
-        old = self.producer
-        if old is not None:
-            self._snapshot(old)
-            if self in old.slots:
-                old.slots.remove(self)
+        self._leave()
         if self.pending is producer:
             self.pending = None
         if self.started:

@@ -147,6 +147,7 @@ class Participant:
             raise MediaError(f"cannot use the publish offer: {exc}") from None
         hooks.restrict_ice(pc, room.config.ice_addresses)
         await pc.setLocalDescription(answer)
+        hooks.tune_receive(pc)
         self._setup_ingress(offer, aiortc_sdp.SessionDescription.parse(pc.localDescription.sdp))
         dtls = hooks.dtls_transport(pc)
         self._pub_dtls = dtls
@@ -252,16 +253,20 @@ class Participant:
         if sink.send_rtcp(bytes(pkt)):
             self.room.counters.rtcp_out += 1
 
-    async def _on_pub_rtcp(self, data: bytes) -> None:
+    def _rtcp_packets(self, data: bytes) -> list[Any]:
+        """Parsed RTCP from a peer, or [] (counted) when it is malformed."""
         c = self.room.counters
         try:
             packets = RtcpPacket.parse(data)
         except Exception:  # noqa: BLE001
             c.malformed_rtcp += 1
-            return
+            return []
         c.rtcp_in += 1
+        return packets
+
+    async def _on_pub_rtcp(self, data: bytes) -> None:
         try:
-            for pkt in packets:
+            for pkt in self._rtcp_packets(data):
                 if isinstance(pkt, RtcpSrPacket):
                     producer = self._producer_by_ssrc(pkt.ssrc)
                     if producer is not None:
@@ -270,7 +275,7 @@ class Participant:
                             self.clock_offset = time.time() - info.ntp_timestamp / 4294967296.0
                         producer.on_sender_report(info.ntp_timestamp, info.rtp_timestamp, time.monotonic())
         except Exception:  # noqa: BLE001
-            c.malformed_rtcp += 1
+            self.room.counters.malformed_rtcp += 1
 
     def _producer_by_ssrc(self, ssrc: int) -> Producer | None:
         for p in self.producers:
@@ -329,6 +334,7 @@ class Participant:
         offer = await pc.createOffer()
         hooks.restrict_ice(pc, room.config.ice_addresses)
         await pc.setLocalDescription(offer)
+        hooks.tune_receive(pc)
         local = aiortc_sdp.SessionDescription.parse(pc.localDescription.sdp)
         for name, kind, t in transceivers:
             m = next(m for m in local.media if m.rtp.muxId == t.mid)
@@ -357,18 +363,11 @@ class Participant:
         self.room.counters.unknown_ssrc += 1
 
     async def _on_sub_rtcp(self, data: bytes) -> None:
-        c = self.room.counters
         try:
-            packets = RtcpPacket.parse(data)
-        except Exception:  # noqa: BLE001
-            c.malformed_rtcp += 1
-            return
-        c.rtcp_in += 1
-        try:
-            for pkt in packets:
+            for pkt in self._rtcp_packets(data):
                 self._handle_sub_rtcp(pkt)
         except Exception:  # noqa: BLE001
-            c.malformed_rtcp += 1
+            self.room.counters.malformed_rtcp += 1
 
     def _handle_sub_rtcp(self, pkt: Any) -> None:
         c = self.room.counters

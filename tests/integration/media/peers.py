@@ -95,6 +95,7 @@ class Sub:
         self.name = name
         self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.drop = drop
+        self.stalled = asyncio.Event()
         self.rng = random.Random(seed)
         self.dropped = 0
         self.video: dict[str, dict] = {}
@@ -136,6 +137,8 @@ class Sub:
 
         async def lossy_recv() -> bytes:
             while True:
+                if self.stalled.is_set():  # stop reading: the socket's buffer fills, the kernel drops
+                    await asyncio.Event().wait()
                 data = await recv()
                 if self.drop and len(data) > 1 and 127 < data[0] < 192 and not (192 <= data[1] <= 223):
                     if self.rng.random() < self.drop:
@@ -242,6 +245,10 @@ class Peers:
                 continue
             sent += 1
         return {"sent": sent, "refused": refused}
+
+    async def op_stall(self, name: str) -> dict:
+        self.subs[name].stalled.set()
+        return {}
 
     async def op_stats(self) -> dict:
         return {

@@ -27,14 +27,14 @@ async def test_ten_subscribers_decode_every_frame_and_the_node_never_transcodes(
     mid = stage_mid(subs[0])
     await peers.wait_for(lambda st: all(frames(st, f"S{i}", mid) >= 10 for i in range(10)))
     before = await peers.stats()
-    await asyncio.sleep(3.0)
+    await asyncio.sleep(4.0)
     after = await peers.stats()
     sent = after["pubs"]["A"]["frames"] - before["pubs"]["A"]["frames"]
     assert sent >= 30
     for i in range(10):
         got = frames(after, f"S{i}", mid) - frames(before, f"S{i}", mid)
-        # >= 29 of every 30 frames, allowing for the few frames in flight at either edge
-        assert got >= sent * 29 / 30 - 3, (i, got, sent)
+        # >= 29 of every 30 frames, allowing for the frames in flight (or in a busy decoder) at the edges
+        assert got >= sent * 29 / 30 - 5, (i, got, sent)
         assert sum(after["subs"][f"S{i}"]["audio"].values()) > 0
     assert after["decode_errors"] == 0
     c = room.counters
@@ -87,12 +87,13 @@ async def test_five_percent_loss_to_subscribers_is_repaired_by_nack(room, peers)
     mid = stage_mid(subs[0])
     await peers.wait_for(lambda st: all(frames(st, p.id, mid) >= 5 for p in subs))
     before = await peers.stats()
-    await asyncio.sleep(4.0)
+    await asyncio.sleep(5.0)
     after = await peers.stats()
     sent = after["pubs"]["A"]["frames"] - before["pubs"]["A"]["frames"]
     for p in subs:
         got = frames(after, p.id, mid) - frames(before, p.id, mid)
-        assert got >= 0.95 * sent - 3, (p.id, got, sent)
+        # a frame waiting for its repair at the window's edge counts later: allow 5 frames there
+        assert got >= 0.95 * sent - 5, (p.id, got, sent)
         assert after["subs"][p.id]["dropped"] > 0
     assert room.counters.nack_repaired > 0
     print({"sent": sent, "nack_in": room.counters.nack_in, "repaired": room.counters.nack_repaired,
@@ -130,18 +131,28 @@ async def test_sender_reports_match_the_media_timestamps(room, peers):
 
     st = await peers.wait_for(enough, within=25)
     checked = {"video": 0, "audio": 0}
+    by_ssrc: dict[int, list] = {}
+    worst = 0.0
     for r in st["subs"]["B"]["srs"]:
         if r["last_rtp"] is None or r["ssrc"] not in audio_ssrcs | {video_ssrc}:
             continue
         clock = 90000 if r["ssrc"] == video_ssrc else 48000
         expected = r["last_rtp"] + (r["at"] - r["last_at"]) * clock
-        diff = ((r["rtp"] - int(expected) + 2**31) % 2**32) - 2**31
-        # the SR's RTP time is the media's timeline, to within 100 ms of jitter/capture skew
-        assert abs(diff) < 0.1 * clock, (r, diff / clock)
-        # and its NTP time is our wall clock
-        assert abs(ntp_to_unix(r["ntp"]) - r["at"]) < 0.5
+        diff = (((r["rtp"] - int(expected) + 2**31) % 2**32) - 2**31) / clock
+        worst = max(worst, abs(diff))
+        # the SR's RTP time is the media's timeline (a wrong offset is off by hours; allow for
+        # the peers process being scheduled late on a loaded machine)
+        assert abs(diff) < 0.25, (r, diff)
+        # its NTP time is the node's wall clock when it sent the SR
+        assert -0.05 < r["at"] - ntp_to_unix(r["ntp"]) < 1.0, r
+        by_ssrc.setdefault(r["ssrc"], []).append((ntp_to_unix(r["ntp"]), r["rtp"], clock))
         checked["video" if r["ssrc"] == video_ssrc else "audio"] += 1
     assert checked["video"] >= 2 and checked["audio"] >= 2
+    for reports in by_ssrc.values():
+        (t1, rtp1, clock), (t2, rtp2, _) = reports[0], reports[-1]
+        if t2 - t1 > 1.0:  # RTP advances at the clock rate against NTP
+            assert abs(((rtp2 - rtp1) % 2**32) / (t2 - t1) / clock - 1) < 0.05
+    print({"sr_worst_offset_ms": round(worst * 1000, 1)})
     assert room.participants["A"].clock_offset is not None  # mapped through the publisher's own SRs
 
 
@@ -190,6 +201,12 @@ async def test_subscriber_sockets_are_connected_to_their_peer(room, peers):
     sub = await peers.subscribe(room, "S")
     await peers.wait_for(lambda st: frames(st, "S", stage_mid(sub)) >= 5)
     assert sub.sub_sink is not None and sub.sub_sink.connected  # MediaConfig.connect_udp
+    # and the node's ICE sockets read into small buffers, not asyncio's 256 KiB per datagram
+    from confsvc.media import hooks
+
+    for pc in (room.participants["A"].pub_pc, sub.sub_pc):
+        sizes = {pr.transport.max_size for c in hooks._connections(pc) for pr in c._protocols}
+        assert sizes == {hooks.RECV_SIZE}
 
 
 async def test_the_site_that_speaks_becomes_dominant_and_is_heard(room, peers):
@@ -215,3 +232,21 @@ async def test_the_node_announces_only_the_configured_addresses(room, peers):
     for sdp in (pub.pub_pc.localDescription.sdp, sub.sub_pc.localDescription.sdp):
         cands = [line.split()[4] for line in sdp.splitlines() if line.startswith("a=candidate:")]
         assert cands and set(cands) == {"127.0.0.1"}, cands
+
+
+async def test_a_subscriber_that_stops_reading_does_not_slow_the_others(room, peers):
+    await peers.publish(room, "A", width=320, height=240)
+    room.set_stage("A")
+    subs = [await peers.subscribe(room, f"S{i}") for i in range(3)]
+    mid = stage_mid(subs[0])
+    await peers.wait_for(lambda st: all(frames(st, p.id, mid) >= 10 for p in subs))
+    await peers.call("stall", name="S0")
+    await asyncio.sleep(0.5)
+    before = await peers.stats()
+    await asyncio.sleep(3.0)
+    after = await peers.stats()
+    sent = after["pubs"]["A"]["frames"] - before["pubs"]["A"]["frames"]
+    assert frames(after, "S0", mid) - frames(before, "S0", mid) <= 2  # it really stopped
+    for name in ("S1", "S2"):
+        assert frames(after, name, mid) - frames(before, name, mid) >= sent * 29 / 30 - 5
+    assert room.participants["S0"].slots["stage"].live  # still served, as far as the node knows
