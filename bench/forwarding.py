@@ -13,6 +13,17 @@ Everything runs inside a private network namespace made for the run (``unshare -
 needed) whose only address is 127.0.0.1: nothing can reach another address. In it 127.0.0.1 also
 sits on an ``ifb`` device, because Janus never gathers candidates on a loopback-flagged interface
 (see ``bench/_janus.py``). Janus (Debian package ``janus``) is installed with apt-get when missing.
+
+Other load on the machine shows in every figure. Each result carries a ``noise`` section (the
+machine's busy cores besides the SFU and the clients, UDP drops at the clients and at the SFU):
+read it before the figures. ``--nice -10`` starts each run in its own session and gives that
+session's scheduler group (autogroup) a higher weight, so the SFU and clients are shielded from
+the other load; ``--repeat k`` lets the targets take turns k times and reports each one's median
+run. ``--profile`` samples the SFU during the window (py-spy for the confsvc node, perf for Janus).
+
+The confsvc target runs ``bench/_node.py`` (one ``confsvc.media.Room``) in its own process; it
+imports ``confsvc.media`` from this repository, or from the tree named by ``CONFSVC_SRC``. When
+that API is not there, the confsvc entry says ``"available": false`` and what it expects.
 """
 
 from __future__ import annotations
