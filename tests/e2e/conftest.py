@@ -8,7 +8,7 @@
 - ``start_node()`` (test): another node of the test's own, stopped at the end of the test.
 - ``site_browser(name, width, height)`` / ``browser_for(width, height)``: a Playwright Browser whose
   fake camera is a ``width`` x ``height`` picture in the site's own colour (``harness.color_for``).
-  One Chromium per camera, kept for the session.
+  One Chromium per camera, kept for the test module.
 - ``new_page(browser)``: a fresh context and page, its console kept; every page the test opened is
   screenshotted into ``test-artifacts/e2e/<test>/`` when the test fails, and closed after it.
 - ``artifacts``: ``artifacts.screenshot(page, "name")`` saves a screenshot on demand.
@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,6 +56,10 @@ def e2e_workdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.fixture(scope="session")
 def netns(e2e_workdir: Path) -> Iterator[h.NetNS]:
     reason = h.unavailable_reason()
@@ -64,9 +69,13 @@ def netns(e2e_workdir: Path) -> Iterator[h.NetNS]:
         ns = h.NetNS().create()
     except h.HarnessUnavailable as exc:
         pytest.skip(f"cannot make a network namespace here: {exc}")
+    # SIGTERM (a CI timeout) tears down like Ctrl-C does, so the namespace and its processes go too;
+    # a SIGKILLed run's namespace is removed, with what is inside, by the next run (harness.NetNS.create).
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield ns
     finally:
+        signal.signal(signal.SIGTERM, previous)
         # Everything that uses the namespace has been torn down by now (they depend on it).
         left = h.leftovers(ns, str(e2e_workdir))
         killed = ns.delete()
@@ -80,8 +89,11 @@ def netns(e2e_workdir: Path) -> Iterator[h.NetNS]:
             )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright(netns: h.NetNS) -> Iterator[Any]:
+    """Playwright's sync API, per module: while it runs, the main thread has a running event loop,
+    so pytest-asyncio's tests (in other modules) can only run once it has stopped. Browser tests
+    are plain functions; async tests (e.g. WebSocket protocol tests) go in modules of their own."""
     from playwright.sync_api import sync_playwright
 
     pw = sync_playwright().start()
@@ -91,7 +103,7 @@ def playwright(netns: h.NetNS) -> Iterator[Any]:
         pw.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browsers(playwright: Any, netns: h.NetNS, e2e_workdir: Path) -> Iterator[h.BrowserPool]:
     global _POOL
     pool = _POOL = h.BrowserPool(playwright, netns, e2e_workdir / "chromium")

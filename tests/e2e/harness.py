@@ -431,7 +431,8 @@ class Node:
         log.flush()
         try:
             self.proc = self.ns.popen([sys.executable, "-m", "confsvc", "serve"], env=self.env, cwd=ROOT,
-                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                      preexec_fn=_die_with_parent)
         finally:
             log.close()
         deadline = time.monotonic() + timeout
@@ -502,9 +503,20 @@ class Node:
             raise RuntimeError(f"confsvc {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")
         return proc
 
+    def add_user(self, username: str, role: str, password: str = ADMIN_PASSWORD, name: str = "") -> str:
+        """Create an account (admin, organizer or chair) through the CLI; returns the username."""
+        args = ["users", "add", username, "--role", role, "--password-stdin"] + (["--name", name] if name else [])
+        self.cli(*args, stdin=password + "\n")
+        return username
+
     def site_link(self, code: str) -> str:
         """The join link of a site (``/s/<token>``), as the CLI prints it."""
         return self.cli("sites", "link", code).stdout.strip()
+
+
+def _die_with_parent() -> None:  # in the child, before exec: if the test run is killed, so is the node
+    with contextlib.suppress(OSError, AttributeError):
+        _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG; kept across exec by ip netns exec
 
 
 def processes_mentioning(text: str, name: str | None = None) -> list[int]:
@@ -630,7 +642,8 @@ class BrowserPool:
     def camera(self, width: int, height: int, rgb: tuple[int, int, int]) -> Path:
         cam = _Camera(width, height, rgb)
         if cam.key not in self.cameras:
-            self.cameras[cam.key] = write_y4m(self.workdir / f"camera-{cam.key}.y4m", width, height, rgb)
+            path = self.workdir / f"camera-{cam.key}.y4m"
+            self.cameras[cam.key] = path if path.exists() else write_y4m(path, width, height, rgb)
         return self.cameras[cam.key]
 
     def get(self, width: int = 640, height: int = 360, rgb: tuple[int, int, int] = (128, 128, 128)) -> Any:
@@ -731,6 +744,23 @@ def video_color(page: Any, selector: str) -> tuple[int, int, int]:
     return tuple(page.locator(selector).evaluate(VIDEO_COLOR_JS))  # type: ignore[return-value]
 
 
+def login(page: Any, node: Node, username: str = "admin", password: str = ADMIN_PASSWORD) -> None:
+    """Sign a page in through the login form (its context keeps the session cookie)."""
+    page.goto(node.url("/login"))
+    page.fill("input[name=username]", username)
+    page.fill("input[type=password]", password)
+    page.locator("form button[type=submit], form input[type=submit]").first.click()
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
+def wait_frames_rising(page: Any, pc_expr: str, more: int = 10, timeout: float = 15) -> dict[str, int]:
+    """Wait until a connection decodes video and then ``more`` frames again; returns the last stats."""
+    first = wait_until(lambda: (s := inbound_video(page, pc_expr))["framesDecoded"] > 0 and s,
+                       timeout=timeout, message=f"video frames decoded on {pc_expr}")
+    return wait_until(lambda: (s := inbound_video(page, pc_expr))["framesDecoded"] >= first["framesDecoded"] + more
+                      and s, timeout=timeout, message=f"framesDecoded rising on {pc_expr}")
+
+
 def same_color(a: Iterable[int], b: Iterable[int], tolerance: int = 40) -> bool:
     return all(abs(x - y) <= tolerance for x, y in zip(a, b, strict=True))
 
@@ -763,6 +793,6 @@ def leftovers(ns: NetNS | None, marker: str) -> list[str]:
 
 __all__ = [
     "ADMIN_PASSWORD", "ARTIFACTS", "CHROMIUM_FLAGS", "AppServer", "BrowserPool", "HarnessUnavailable", "NetNS",
-    "Node", "Response", "color_for", "ice_candidates", "inbound_video", "leftovers", "same_color",
-    "unavailable_reason", "video_color", "video_element", "wait_until", "write_y4m",
+    "Node", "Response", "color_for", "ice_candidates", "inbound_video", "leftovers", "login", "same_color",
+    "unavailable_reason", "video_color", "video_element", "wait_frames_rising", "wait_until", "write_y4m",
 ]

@@ -65,12 +65,11 @@ def test_the_node_serves_its_login_page_to_chromium_inside_the_namespace(
     shot = artifacts.screenshot(page, "login")
     assert shot.stat().st_size > 1000
 
-    # the admin password from the environment logs in
-    page.fill("input[name=username]", "admin")
-    page.fill("input[type=password]", h.ADMIN_PASSWORD)
-    page.locator("form button[type=submit], form input[type=submit]").first.click()
-    page.wait_for_url(lambda url: "/login" not in url)
+    # the admin password from the environment logs in, and so does an account made with the CLI
+    h.login(page, node)
     artifacts.screenshot(page, "home")
+    chair = new_page()
+    h.login(chair, node, node.add_user("chair1", "chair", "chair password 1234"), "chair password 1234")
 
 
 def test_the_node_comes_back_on_the_same_port_and_data_after_sigkill(node: h.Node, new_page) -> None:
@@ -117,10 +116,7 @@ def test_chromium_sends_the_fake_camera_over_loopback_only(
     page.goto(static_pages.url + "/loopback.html")
     assert page.evaluate(LOOPBACK_JS) == {"width": width, "height": height}
 
-    first = h.wait_until(lambda: (s := h.inbound_video(page, "pcs.b"))["framesDecoded"] > 0 and s,
-                        timeout=15, message="frames decoded")
-    later = h.wait_until(lambda: (s := h.inbound_video(page, "pcs.b"))["framesDecoded"] > first["framesDecoded"] + 10
-                         and s, timeout=10, message="framesDecoded rising")
+    later = h.wait_frames_rising(page, "pcs.b")
     assert (later["frameWidth"], later["frameHeight"]) == (width, height)
     shown = h.wait_until(lambda: (v := h.video_element(page, "#remote"))["videoWidth"] and v, message="videoWidth")
     assert (shown["videoWidth"], shown["videoHeight"]) == (width, height)
