@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -56,26 +55,26 @@ def e2e_workdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 @pytest.fixture(scope="session")
-def netns(e2e_workdir: Path) -> Iterator[h.NetNS]:
+def e2e_ready() -> None:
+    """Skips, saying why, when this machine cannot run the e2e tests (not root, no ip, no Chromium...)."""
     reason = h.unavailable_reason()
     if reason:
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def netns(e2e_ready: None, e2e_workdir: Path) -> Iterator[h.NetNS]:
     try:
-        ns = h.NetNS().create()
+        ns = h.NetNS(workdir=e2e_workdir).create()
     except h.HarnessUnavailable as exc:
         pytest.skip(f"cannot make a network namespace here: {exc}")
-    # SIGTERM (a CI timeout) tears down like Ctrl-C does, so the namespace and its processes go too;
-    # a SIGKILLed run's namespace is removed, with what is inside, by the next run (harness.NetNS.create).
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # If this run is killed (SIGKILL, SIGTERM, a CI timeout) before the teardown below, the
+    # namespace's watchdog process (harness.NetNS._start_reaper) kills what is inside, deletes it and
+    # removes the run's folder; a namespace left all the same goes at the next run's start.
     try:
         yield ns
     finally:
-        signal.signal(signal.SIGTERM, previous)
         # Everything that uses the namespace has been torn down by now (they depend on it).
         left = h.leftovers(ns, str(e2e_workdir))
         killed = ns.delete()

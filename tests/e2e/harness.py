@@ -163,10 +163,13 @@ def _cmdline(pid: int) -> str:
 class NetNS:
     """A network namespace of this test run: loopback only (plus veths it makes itself)."""
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, workdir: Path | None = None) -> None:
         self.name = name or f"{NS_PREFIX}{os.getpid()}"
         self.path = NETNS_DIR / self.name
+        self.workdir = workdir
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
+        self._reaper_pipe: int | None = None
         self._veths = 0
 
     # life cycle
@@ -176,6 +179,7 @@ class NetNS:
             self.delete()
         _ip("netns", "add", self.name)
         try:
+            self._start_reaper()
             _ip("-n", self.name, "link", "set", "lo", "up")
             # IPv6 off: 127.0.0.1 is then the only address in here, and the only ICE candidate.
             self.run(["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"], check=False)
@@ -210,7 +214,32 @@ class NetNS:
                         os.kill(pid, signal.SIGKILL)
                 time.sleep(0.2)
             _ip("netns", "del", self.name, check=False)
+        self._stop_reaper()
         return leftovers
+
+    # the reaper: cleans up if this process dies without tearing down (SIGKILL, a CI timeout...)
+    def _start_reaper(self) -> None:
+        """A watchdog in its own session holding the read end of a pipe only this process can write:
+        when this process ends, however it ends, the pipe closes and the watchdog kills what is in
+        the namespace, deletes it and removes the run's folder (if the run did not do so itself)."""
+        read, write = os.pipe()
+        os.set_inheritable(write, False)
+        args = [sys.executable, str(Path(__file__).resolve()), "reap", self.name]
+        if self.workdir is not None:
+            args.append(str(self.workdir))
+        self._reaper = subprocess.Popen(args, stdin=read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True, close_fds=True)
+        os.close(read)
+        self._reaper_pipe = write
+
+    def _stop_reaper(self) -> None:
+        if self._reaper_pipe is not None:
+            os.close(self._reaper_pipe)
+            self._reaper_pipe = None
+        if self._reaper is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._reaper.wait(30)
+            self._reaper = None
 
     # running things inside
     @property
@@ -787,8 +816,34 @@ def leftovers(ns: NetNS | None, marker: str) -> list[str]:
     found = []
     if ns is not None and ns.path.exists():
         found += [f"in {ns.name}: {pid} {_cmdline(pid)}" for pid in ns.pids()]
-    found += [f"{pid} {_cmdline(pid)}" for pid in processes_mentioning(marker)]
+    reaper = ns._reaper.pid if ns is not None and ns._reaper is not None else None
+    found += [f"{pid} {_cmdline(pid)}" for pid in processes_mentioning(marker) if pid != reaper]
     return found
+
+
+def _reap(name: str, workdir: str | None) -> None:
+    """The watchdog's body (``python harness.py reap NAME [WORKDIR]``): wait for EOF, then clean up."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    while os.read(0, 4096):
+        pass
+    ns = NetNS(name)
+    if ns.path.exists():
+        ns.delete()
+    if workdir:
+        for _ in range(3):
+            pids = processes_mentioning(workdir)
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__" and len(sys.argv) >= 3 and sys.argv[1] == "reap":
+    _reap(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
 
 
 __all__ = [

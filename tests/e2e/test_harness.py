@@ -28,7 +28,7 @@ def test_the_namespace_has_only_loopback(netns: h.NetNS) -> None:
     assert [link["ifname"] for link in links] == ["lo"]
 
 
-def test_a_veth_pair_lives_inside_its_namespace_only() -> None:
+def test_a_veth_pair_lives_inside_its_namespace_only(e2e_ready: None) -> None:
     ns = h.NetNS(f"{h.NS_PREFIX}{os.getpid()}-veth").create()
     try:
         a, b = ns.add_veth()
@@ -130,7 +130,7 @@ def test_chromium_sends_the_fake_camera_over_loopback_only(
     artifacts.screenshot(page, f"loopback-{width}x{height}")
 
 
-def test_a_failing_test_leaves_nothing_behind_and_keeps_its_screenshot(tmp_path: Path) -> None:
+def test_a_failing_test_leaves_nothing_behind_and_keeps_its_screenshot(e2e_ready: None) -> None:
     """A whole pytest run of a failing e2e test, as a child: it fails, and leaves no trace but artefacts."""
     here = Path(__file__).parent
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
