@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -148,6 +149,41 @@ def test_a_failing_test_leaves_nothing_behind_and_keeps_its_screenshot(e2e_ready
     assert (shots / "failure-0.png").stat().st_size > 1000
     assert "from the page" in (shots / "failure-0-console.txt").read_text()
     assert (h.ARTIFACTS / "selfcheck_failing" / "node.log").exists()
+
+
+def test_a_killed_run_leaves_nothing_behind(e2e_ready: None, tmp_path: Path) -> None:
+    """A child pytest SIGKILLed with a node and Chromium up: its watchdog cleans up after it."""
+    ready = tmp_path / "ready"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["E2E_READY_FILE"] = str(ready)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__).parent / "selfcheck_killed.py")],
+        cwd=h.ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        h.wait_until(ready.exists, timeout=90, message="the child run has a node and a page up")
+        ns_name = f"{h.NS_PREFIX}{proc.pid}"
+        inside = h._ns_pids(ns_name)
+        assert len(inside) > 3, inside  # the node, its redis-server, Chromium's processes
+    finally:
+        proc.kill()
+        proc.wait(30)
+    marker = f"confsvc-e2e-{proc.pid}-"
+
+    def clean() -> bool:
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        return ns_name not in listed and not h.processes_mentioning(marker) and not any(
+            Path(tempfile.gettempdir()).glob(marker + "*"))
+
+    h.wait_until(clean, timeout=20, message="namespace, processes and folder of the killed run gone")
+    assert all(not _alive(pid) for pid in inside)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
 
 
 def test_free_port_is_one_inside_the_namespace(netns: h.NetNS) -> None:
