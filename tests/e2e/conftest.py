@@ -89,13 +89,25 @@ def netns(e2e_ready: None, e2e_workdir: Path) -> Iterator[h.NetNS]:
 
 
 @pytest.fixture(scope="module")
-def playwright(netns: h.NetNS) -> Iterator[Any]:
+def playwright(netns: h.NetNS, e2e_workdir: Path) -> Iterator[Any]:
     """Playwright's sync API, per module: while it runs, the main thread has a running event loop,
     so pytest-asyncio's tests (in other modules) can only run once it has stopped. Browser tests
     are plain functions; async tests (e.g. WebSocket protocol tests) go in modules of their own."""
     from playwright.sync_api import sync_playwright
 
-    pw = sync_playwright().start()
+    # The driver makes each browser's fresh --user-data-dir in its TMPDIR: put them in the run's
+    # folder, so that they go with it even when the run is killed.
+    tmp = e2e_workdir / "tmp"
+    tmp.mkdir(exist_ok=True)
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(tmp)
+    try:
+        pw = sync_playwright().start()
+    finally:
+        if before is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = before
     try:
         yield pw
     finally:
@@ -115,16 +127,18 @@ def browsers(playwright: Any, netns: h.NetNS, e2e_workdir: Path) -> Iterator[h.B
 
 @pytest.fixture
 def browser_for(browsers: h.BrowserPool) -> Callable[..., Any]:
-    """``browser_for(width, height, rgb=(128, 128, 128))``: a Chromium whose camera is that picture."""
+    """``browser_for(width, height, rgb=(128, 128, 128), audio=None)``: a Chromium whose camera is
+    that picture (and whose microphone is Chromium's beep, a tone of ``audio`` Hz, or "silence")."""
     return browsers.get
 
 
 @pytest.fixture
 def site_browser(browsers: h.BrowserPool) -> Callable[[str, int, int], Any]:
-    """``site_browser(name, width, height)``: a Chromium whose camera is the site's colour at that size."""
+    """``site_browser(name, width, height, audio=None)``: a Chromium whose camera is the site's colour
+    at that size (and whose microphone is as in ``browser_for``)."""
 
-    def get(name: str, width: int = 640, height: int = 360) -> Any:
-        return browsers.get(width, height, h.color_for(name))
+    def get(name: str, width: int = 640, height: int = 360, audio: float | str | None = None) -> Any:
+        return browsers.get(width, height, h.color_for(name), audio)
 
     return get
 

@@ -538,6 +538,10 @@ class Node:
         self.cli(*args, stdin=password + "\n")
         return username
 
+    def api_token(self, username: str) -> str:
+        """A Bearer token for the JSON API (``headers={"Authorization": f"Bearer {token}"}``)."""
+        return self.cli("tokens", "create", username).stdout.strip().splitlines()[0]
+
     def site_link(self, code: str) -> str:
         """The join link of a site (``/s/<token>``), as the CLI prints it."""
         return self.cli("sites", "link", code).stdout.strip()
@@ -622,6 +626,35 @@ def write_y4m(path: Path, width: int, height: int, rgb: tuple[int, int, int] = (
     return path
 
 
+def write_wav(path: Path, hz: float, seconds: float = 2.0, rate: int = 48000, level: float = 0.5) -> Path:
+    """A fake microphone, looped by Chromium: ``hz`` > 0 is someone talking (bursts of a tone of
+    that pitch, 0.4 s on, 0.6 s off: a steady tone would be taken for noise and suppressed by the
+    browser's noise suppression), 0 is silence. 16-bit mono."""
+    import math
+    import struct
+    import wave
+
+    n = int(seconds * rate)
+    amp = int(32767 * level)
+    ramp = rate // 100  # 10 ms fades, no clicks
+
+    def sample(i: int) -> int:
+        t = i % rate  # position within the second
+        on = int(0.4 * rate)
+        if hz <= 0 or t >= on:
+            return 0
+        env = min(1.0, t / ramp, (on - t) / ramp)
+        return int(amp * env * math.sin(2 * math.pi * hz * i / rate))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"".join(struct.pack("<h", sample(i)) for i in range(n)))
+    return path
+
+
 def _fill_plane(plane: Any, data: bytes, width: int) -> None:
     if plane.line_size == width:
         plane.update(data)
@@ -675,17 +708,25 @@ class BrowserPool:
             self.cameras[cam.key] = path if path.exists() else write_y4m(path, width, height, rgb)
         return self.cameras[cam.key]
 
-    def get(self, width: int = 640, height: int = 360, rgb: tuple[int, int, int] = (128, 128, 128)) -> Any:
-        key = _Camera(width, height, rgb).key
+    def microphone(self, audio: float | str) -> Path:
+        name = f"mic-{audio}.wav"
+        path = self.workdir / name
+        if not path.exists():
+            write_wav(path, 0.0 if audio == "silence" else float(audio))
+        return path
+
+    def get(self, width: int = 640, height: int = 360, rgb: tuple[int, int, int] = (128, 128, 128),
+            audio: float | str | None = None) -> Any:
+        """The Chromium of this camera (and microphone: None is Chromium's own beep once a second,
+        a number a steady sine tone of that frequency, "silence" a silent microphone)."""
+        key = _Camera(width, height, rgb).key + (f"-{audio}" if audio is not None else "")
         browser = self.browsers.get(key)
         if browser is None or not browser.is_connected():
-            y4m = self.camera(width, height, rgb)
+            args = [*CHROMIUM_FLAGS, f"--use-file-for-fake-video-capture={self.camera(width, height, rgb)}"]
+            if audio is not None:
+                args.append(f"--use-file-for-fake-audio-capture={self.microphone(audio)}")
             browser = self.playwright.chromium.launch(
-                executable_path=str(self.wrapper),
-                headless=True,
-                args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-video-capture={y4m}"],
-                env={**os.environ, "TMPDIR": str(self.workdir)},
-                timeout=60_000,
+                executable_path=str(self.wrapper), headless=True, args=args, timeout=60_000
             )
             self.browsers[key] = browser
         return browser
@@ -734,6 +775,14 @@ CANDIDATES_JS = """async (pc) => {
   return out;
 }"""
 
+AUDIO_LEVEL_JS = """async (pc) => {
+  let level = 0;
+  (await pc.getStats()).forEach(s => {
+    if ((s.type === 'media-source' || s.type === 'inbound-rtp') && s.kind === 'audio') level = Math.max(level, s.audioLevel || 0);
+  });
+  return level;
+}"""
+
 VIDEO_ELEMENT_JS = """(el) => ({
   videoWidth: el.videoWidth, videoHeight: el.videoHeight, paused: el.paused,
   frames: el.getVideoPlaybackQuality ? el.getVideoPlaybackQuality().totalVideoFrames : 0,
@@ -756,6 +805,11 @@ def inbound_video(page: Any, pc_expr: str) -> dict[str, int]:
     ``pc_expr`` is a JavaScript expression for the RTCPeerConnection (e.g. ``window.confsvc.subscribe``).
     """
     return page.evaluate(f"(async () => ({INBOUND_VIDEO_JS})({pc_expr}))()")
+
+
+def audio_level(page: Any, pc_expr: str) -> float:
+    """The loudest audioLevel (0..1) of a connection's sent (media-source) or received audio."""
+    return page.evaluate(f"(async () => ({AUDIO_LEVEL_JS})({pc_expr}))()")
 
 
 def ice_candidates(page: Any, pc_expr: str) -> dict[str, Any]:
@@ -847,7 +901,7 @@ if __name__ == "__main__" and len(sys.argv) >= 3 and sys.argv[1] == "reap":
 
 
 __all__ = [
-    "ADMIN_PASSWORD", "ARTIFACTS", "CHROMIUM_FLAGS", "AppServer", "BrowserPool", "HarnessUnavailable", "NetNS",
+    "ADMIN_PASSWORD", "ARTIFACTS", "audio_level", "CHROMIUM_FLAGS", "AppServer", "BrowserPool", "HarnessUnavailable", "NetNS",
     "Node", "Response", "color_for", "ice_candidates", "inbound_video", "leftovers", "login", "same_color",
-    "unavailable_reason", "video_color", "video_element", "wait_frames_rising", "wait_until", "write_y4m",
+    "unavailable_reason", "video_color", "video_element", "wait_frames_rising", "wait_until", "write_wav", "write_y4m",
 ]

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -129,6 +130,19 @@ def test_chromium_sends_the_fake_camera_over_loopback_only(
         assert set(c["remote"]) <= {"127.0.0.1"}, c
         assert c["selected"] == ["127.0.0.1", "127.0.0.1"], c
     artifacts.screenshot(page, f"loopback-{width}x{height}")
+
+
+@pytest.mark.parametrize(("audio", "loud"), [(440, True), ("silence", False)])
+def test_a_fake_microphone_per_browser(static_pages, browser_for, new_page, audio, loud: bool) -> None:
+    page = new_page(browser_for(320, 180, audio=audio))
+    page.goto(static_pages.url + "/loopback.html?audio=1")
+    page.evaluate(LOOPBACK_JS)
+    h.wait_frames_rising(page, "pcs.b", more=5)
+    if loud:
+        h.wait_until(lambda: h.audio_level(page, "pcs.a") > 0.1, message="a loud tone")
+    else:
+        time.sleep(1)
+        assert h.audio_level(page, "pcs.a") < 0.01
 
 
 def test_a_failing_test_leaves_nothing_behind_and_keeps_its_screenshot(e2e_ready: None) -> None:
