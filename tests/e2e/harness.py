@@ -666,11 +666,26 @@ def _fill_plane(plane: Any, data: bytes, width: int) -> None:
 
 # --- Chromium ----------------------------------------------------------------------------------
 def write_wrapper(path: Path, ns: NetNS) -> Path:
-    """The executable Playwright starts: Debian's launcher, inside the namespace."""
+    """The executable Playwright starts: Debian's launcher, inside the namespace.
+
+    Chromium reads only the last ``--disable-features`` (and ``--enable-features``) switch, and
+    Playwright passes lists of its own: the wrapper merges every occurrence into one.
+    """
     path.write_text(
         "#!/bin/sh\n"
         "# written by tests/e2e/harness.py: Chromium inside the test's network namespace\n"
-        f"exec ip netns exec {ns.name} {CHROMIUM} \"$@\"\n"
+        "disable=''; enable=''\n"
+        'for a in "$@"; do\n'
+        "  shift\n"
+        '  case "$a" in\n'
+        '    --disable-features=*) disable="$disable,${a#--disable-features=}" ;;\n'
+        '    --enable-features=*) enable="$enable,${a#--enable-features=}" ;;\n'
+        '    *) set -- "$@" "$a" ;;\n'
+        "  esac\n"
+        "done\n"
+        '[ -n "$disable" ] && set -- "$@" "--disable-features=${disable#,}"\n'
+        '[ -n "$enable" ] && set -- "$@" "--enable-features=${enable#,}"\n'
+        f'exec ip netns exec {ns.name} {CHROMIUM} "$@"\n'
     )
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path

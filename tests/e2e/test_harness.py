@@ -132,6 +132,20 @@ def test_chromium_sends_the_fake_camera_over_loopback_only(
     artifacts.screenshot(page, f"loopback-{width}x{height}")
 
 
+def test_host_candidates_are_plain_addresses_even_without_a_camera(static_pages, browser_for, new_page) -> None:
+    """A page that asks for no camera gets no media permission, and Chromium may then announce its
+    host candidates as mDNS names (xxxx.local), which nothing resolves in the namespace. Here they
+    are 127.0.0.1 (the harness also passes --disable-features=WebRtcHideLocalIpsWithMdns, merged
+    with Playwright's own feature list by the wrapper, in case a Chromium release changes that)."""
+    page = new_page(browser_for(320, 180))
+    page.goto(static_pages.url + "/loopback.html?datachannel=1")
+    assert page.evaluate(LOOPBACK_JS) == {"open": True}
+    for pc in ("pcs.a", "pcs.b"):
+        c = h.ice_candidates(page, pc)
+        assert c["local"] and set(c["local"]) == {"127.0.0.1"}, c
+        assert c["selected"] == ["127.0.0.1", "127.0.0.1"], c
+
+
 @pytest.mark.parametrize(("audio", "loud"), [(440, True), ("silence", False)])
 def test_a_fake_microphone_per_browser(static_pages, browser_for, new_page, audio, loud: bool) -> None:
     page = new_page(browser_for(320, 180, audio=audio))
