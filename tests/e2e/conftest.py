@@ -19,6 +19,7 @@ the ``netns`` fixture checks, kills what it finds, and fails the run if it found
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -32,6 +33,7 @@ import pytest
 from tests.e2e import harness as h
 
 _POOL: h.BrowserPool | None = None
+_CONSOLE: dict[int, list[str]] = {}  # console lines of every page opened by new_page, by id(page)
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
@@ -123,6 +125,7 @@ def browsers(playwright: Any, netns: h.NetNS, e2e_workdir: Path) -> Iterator[h.B
     finally:
         _POOL = None
         pool.close()
+        _CONSOLE.clear()
 
 
 @pytest.fixture
@@ -152,6 +155,7 @@ class Artifacts:
         self.dir = h.ARTIFACTS / self.module / self.name
         self.console: dict[int, list[str]] = {}
         self.pages: list[Any] = []
+        self.contexts: list[Any] = []  # closed after the test
 
     def screenshot(self, page: Any, name: str, full_page: bool = True) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -166,7 +170,7 @@ class Artifacts:
         return path
 
     def watch(self, page: Any) -> Any:
-        lines = self.console.setdefault(id(page), [])
+        lines = self.console[id(page)] = _CONSOLE[id(page)] = []
         self.pages.append(page)
         page.on("console", lambda m: lines.append(f"[{m.type}] {m.text}"))
         page.on("pageerror", lambda e: lines.append(f"[pageerror] {e}"))
@@ -181,13 +185,19 @@ def artifacts(request: pytest.FixtureRequest) -> Artifacts:
 
 @pytest.fixture
 def new_page(artifacts: Artifacts, browsers: h.BrowserPool) -> Callable[..., Any]:
-    """``new_page(browser, **context_options)``: a page in a new context of that browser."""
+    """``new_page(browser, keep=False, **context_options)``: a page in a new context of that browser.
 
-    def make(browser: Any = None, **context_options: Any) -> Any:
+    Closed after the test, unless ``keep=True``: then it lives until the module's browsers close
+    (for a module whose tests go on with the same pages, e.g. a briefing joined once).
+    """
+
+    def make(browser: Any = None, keep: bool = False, **context_options: Any) -> Any:
         browser = browser or browsers.get()
         context_options.setdefault("viewport", {"width": 1280, "height": 800})
         context = browser.new_context(**context_options)
         context.set_default_timeout(15_000)
+        if not keep:
+            artifacts.contexts.append(context)
         return artifacts.watch(context.new_page())
 
     return make
@@ -195,7 +205,8 @@ def new_page(artifacts: Artifacts, browsers: h.BrowserPool) -> Callable[..., Any
 
 @pytest.fixture(autouse=True)
 def _e2e_pages(request: pytest.FixtureRequest, artifacts: Artifacts) -> Iterator[None]:
-    """After each test: on failure, a screenshot and the console of every open page; then close them."""
+    """After each test: on failure, a screenshot and the console of every open page; then close the
+    test's own pages."""
     yield
     pool = _POOL
     if pool is None:
@@ -210,9 +221,11 @@ def _e2e_pages(request: pytest.FixtureRequest, artifacts: Artifacts) -> Iterator
                 url = page.url
             except Exception:  # noqa: BLE001
                 url = "?"
-            lines = artifacts.console.get(id(page), [])
+            lines = _CONSOLE.get(id(page), [])
             artifacts.write(f"failure-{i}-console.txt", f"{url}\n" + "\n".join(lines) + "\n")
-    pool.close_contexts()
+    for context in artifacts.contexts:
+        with contextlib.suppress(Exception):
+            context.close()
 
 
 @pytest.fixture(scope="module")

@@ -749,13 +749,6 @@ class BrowserPool:
     def all_pages(self) -> list[Any]:
         return [p for b in self.browsers.values() if b.is_connected() for c in b.contexts for p in c.pages]
 
-    def close_contexts(self) -> None:
-        for b in self.browsers.values():
-            if b.is_connected():
-                for c in list(b.contexts):
-                    with contextlib.suppress(Exception):
-                        c.close()
-
     def close(self) -> None:
         for b in self.browsers.values():
             with contextlib.suppress(Exception):

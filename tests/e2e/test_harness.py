@@ -74,6 +74,22 @@ def test_the_node_serves_its_login_page_to_chromium_inside_the_namespace(
     h.login(chair, node, node.add_user("chair1", "chair", "chair password 1234"), "chair password 1234")
 
 
+_KEPT: list = []
+
+
+def test_a_kept_page_outlives_its_test(node: h.Node, new_page) -> None:
+    page = new_page(keep=True)
+    page.goto(node.url("/login"))
+    _KEPT.append(page)
+    _KEPT.append(new_page())
+
+
+def test_a_kept_page_is_there_in_the_next_test(node: h.Node) -> None:
+    kept, closed = _KEPT
+    assert not kept.is_closed() and kept.url == node.url("/login")
+    assert closed.is_closed()
+
+
 def test_the_node_comes_back_on_the_same_port_and_data_after_sigkill(node: h.Node, new_page) -> None:
     link = node.site_link("YB")
     assert link.startswith(node.base_url + "/s/")
