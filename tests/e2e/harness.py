@@ -262,12 +262,23 @@ class NetNS:
         return self._pool.submit(fn, *args, **kw).result(timeout)
 
     def free_port(self) -> int:
+        """A port free on 127.0.0.1 inside, and outside too at the time of asking (so that nothing
+        outside answers on it when a test checks that the namespace is closed off)."""
+
         def pick() -> int:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 return s.getsockname()[1]
 
-        return self.call(pick)
+        for _ in range(50):
+            port = self.call(pick)
+            with socket.socket() as outside:
+                try:
+                    outside.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+        raise RuntimeError("no port free both inside and outside the namespace")
 
     def addresses(self) -> list[str]:
         """The IPv4 and IPv6 addresses of every interface inside."""
