@@ -159,7 +159,10 @@ async def api_get(request: web.Request) -> web.Response:
 @_api_errors
 async def api_update(request: web.Request) -> web.Response:
     body = await read_json(request)
-    b = await request.app[BRIEFINGS].update(request.match_info["id"], body, _actor(request))
+    dry = request.query.get("dry_run") in ("1", "true")
+    b = await request.app[BRIEFINGS].update(request.match_info["id"], body, _actor(request), dry_run=dry)
+    if dry:
+        return _json({"ok": True, "conflicts": []})
     return _json(_briefing_json(b, await request.app[BRIEFINGS].occurrences(b.id)))
 
 
@@ -506,6 +509,9 @@ async def briefing_page(request: web.Request) -> dict[str, Any]:
         "groups": _site_groups(tree, invited),
         "can_edit": user.role is Role.ADMIN or (user.role is Role.ORGANIZER and user.username == b.organizer),
         "can_chair": user.role in CHAIRS, "now": now,
+        # the chair may start within a day of the lobby opening (the service refuses earlier)
+        "startable": {o.id for o in occs if o.state in (State.SCHEDULED, State.OPEN) and o.ends_at > now
+                      and o.lobby_opens_at - now <= timedelta(hours=24)},
         "rule_choices": words.choices_for(b.rrule, None) if b.rrule else None,
         "error_code": request.query.get("error", "") if request.query.get("error", "") in _ACTION_ERRORS else "",
     }

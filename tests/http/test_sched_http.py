@@ -107,6 +107,14 @@ async def test_double_booking_is_a_409_listing_each_conflict(client, api_token):
     (c,) = err["conflicts"]
     assert c["briefing_id"] == first["id"] and c["title"] == "Giao ban tuần" and c["sites"] == ["YB-MCC-MODE"]
     assert c["starts_at"] == first["occurrences"][0]["starts_at"]
+    # the dry run (what the form's "check" button does) answers the same and writes nothing
+    org2 = await api_token("organizer", "org2")
+    resp = await client.post("/api/briefings?dry_run=1", json=body(selection={"sites": ["YB-MCC-MODE"]}, chair="YB-MCC-MODE"), headers=bearer(org2))
+    assert resp.status == 409 and (await resp.json())["conflicts"][0]["briefing_id"] == first["id"]
+    resp = await client.post("/api/briefings?dry_run=1", json=body(selection={"sites": ["YB-NL"]}, chair="YB-NL"), headers=bearer(org2))
+    assert resp.status == 200 and await resp.json() == {"ok": True, "conflicts": []}
+    listed = await (await client.get(f"/api/briefings?from={DAY}", headers=bearer(org2))).json()
+    assert [o["briefing_id"] for o in listed["occurrences"]] == [first["id"]]
 
 
 async def test_chair_cannot_create_but_can_read_and_start(client, api_token):
