@@ -40,9 +40,10 @@ from confsvc.scheduling.model import (
     iso,
     next_change,
     now_utc,
+    occurrence_id,
     split_occurrence_id,
 )
-from confsvc.scheduling.recurrence import check_series, expand
+from confsvc.scheduling.recurrence import check_series, expand, original_starts
 from confsvc.store import keys
 from confsvc.store.redis import Redis
 
@@ -327,12 +328,14 @@ class Briefings:
                 end=end,
                 lobby_minutes=b.lobby_minutes if d.lobby_minutes is None else d.lobby_minutes,
                 rrule=d.rrule if d.rrule_given else b.rrule,
-                overrides={} if new_dates else b.overrides,  # new dates: per-occurrence moves no longer apply
+                overrides=b.overrides,
                 updated=now,
                 fixed_before=now if (recs or plan.records) else b.fixed_before,
                 seq=b.seq + 1,
             )
             new = self._with_rule_checked(new)
+            if new_dates:  # occurrence ids follow the dates: carry each cancel/move over to the new one of that day
+                new = new.evolve(overrides=self._carry_overrides(b, new))
             plan.briefing = new
             try:
                 await self._write(plan, now, dry_run=dry_run)
@@ -340,6 +343,23 @@ class Briefings:
                 continue
             return new
         raise Stale(f"briefing {briefing_id} is changing too often right now: try again")
+
+    def _carry_overrides(self, old: Briefing, new: Briefing) -> dict[str, Override]:
+        """Overrides re-keyed for a series whose dates changed: matched by the local day of the original start."""
+        by_day = {}
+        for oid, ov in old.overrides.items():
+            try:
+                _, original = split_occurrence_id(oid)
+            except ValueError:
+                continue
+            by_day[original.astimezone(self.zone).date()] = ov
+        out: dict[str, Override] = {}
+        if by_day:
+            for original in original_starts(new, self.zone):
+                ov = by_day.get(original.astimezone(self.zone).date())
+                if ov is not None:
+                    out[occurrence_id(new.id, original)] = ov
+        return out
 
     async def cancel(self, briefing_id: str, actor: Actor) -> Briefing:
         """Cancel the whole briefing: every occurrence not yet live is cancelled, its halls released."""

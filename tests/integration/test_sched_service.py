@@ -198,3 +198,12 @@ async def test_chair_starts_early_and_ends_early_then_read_only(svc):
         await svc.update(b.id, {"title": "x"}, ORG)
     with pytest.raises(BadTransition):
         await svc.cancel_occurrence(oid, ORG)
+
+
+async def test_changing_the_series_time_keeps_a_cancelled_date_cancelled(svc):
+    b = await svc.create(body(rrule="FREQ=WEEKLY;BYDAY=MO;COUNT=3"), ORG)
+    await svc.cancel_occurrence(f"{b.id}-20261130T0100Z", ORG)
+    await svc.update(b.id, {"start": "2026-11-23T09:00", "end": "2026-11-23T11:00"}, ORG)
+    occs = await svc.occurrences(b.id)
+    assert [(o.id[-14:], o.state) for o in occs] == [
+        ("20261123T0200Z", State.SCHEDULED), ("20261130T0200Z", State.CANCELLED), ("20261207T0200Z", State.SCHEDULED)]
