@@ -352,13 +352,40 @@ async def _render_form(request: web.Request, tree: Any, values: dict[str, Any], 
                        error: SchedulingError | None = None, checked: bool = False, status: int = 200) -> web.Response:
     field_errors = {}
     if error is not None and error.field:
-        field_errors[error.field.split(".")[0]] = error.detail
+        field_errors[error.field.split(".")[0]] = _error_text(request, error)
     ctx = {
         "tree": tree, "v": values, "briefing": b, "error": error, "field_errors": field_errors,
-        "conflicts": error.extra.get("conflicts", []) if error is not None else [],
+        "conflicts": _group_conflicts(error.extra.get("conflicts", [])) if error is not None else [],
+        "error_text": _error_text(request, error) if error is not None else "",
         "checked_ok": checked and error is None, "weekdays": list(words.WEEKDAYS),
     }
     return aiohttp_jinja2.render_template("scheduling/form.html", request, ctx, status=status)
+
+
+def _group_conflicts(conflicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For the page: one row per other briefing, with every clashing date and the union of sites."""
+    rows: dict[str, dict[str, Any]] = {}
+    for c in conflicts:
+        row = rows.setdefault(c["briefing_id"], {**c, "occurrences": [], "names": {}})
+        row["occurrences"].append(c)
+        row["names"].update(zip(c["sites"], c["site_names"], strict=True))
+    for row in rows.values():
+        row["site_names"] = sorted(row["names"].values())
+    return list(rows.values())
+
+
+def _error_text(request: web.Request, error: SchedulingError) -> str:
+    """The error in the reader's language when the catalogue has it, else the service's detail."""
+    from confsvc.app import CATALOGUES
+    from confsvc.http.i18n import Translator, request_language
+
+    if not error.key:
+        return error.detail
+    t = Translator(request.app[CATALOGUES], request_language(request, request.app[SETTINGS].language))
+    field = (error.field or "").split(".")[0]
+    key = f"sched.err.{error.key}"
+    text = t(key, field=t(f"sched.field_name.{field}") if field else "", **error.params)
+    return error.detail if text == key else text
 
 
 def _form_values(form: Any, tree: Any) -> dict[str, Any]:
@@ -376,7 +403,7 @@ def _body_from_form(values: dict[str, Any], form: Any, tree: Any) -> dict[str, A
     try:
         choices = words.from_form(form, list(form.getall("weekday", [])))
     except ValueError as exc:
-        raise BadRequest(f"{exc.args[0]}: not a valid value", field="rrule") from None
+        raise BadRequest(f"{exc.args[0]}: not a valid value", field="rrule", key="bad_repeat") from None
     values["choices"] = choices
     day = values["date"]
     body: dict[str, Any] = {
@@ -386,19 +413,19 @@ def _body_from_form(values: dict[str, Any], form: Any, tree: Any) -> dict[str, A
         "end": f"{day}T{values['end_time']}" if day and values["end_time"] else None,
     }
     if not body["start"]:
-        raise BadRequest("give the date and start time", field="start")
+        raise BadRequest("give the date and start time", field="start", key="required")
     if not body["end"]:
-        raise BadRequest("give the end time", field="end")
+        raise BadRequest("give the end time", field="end", key="required")
     lobby = values["lobby_minutes"].strip() if isinstance(values["lobby_minutes"], str) else values["lobby_minutes"]
     if lobby not in ("", None):
         try:
             body["lobby_minutes"] = int(lobby)
         except ValueError:
-            raise BadRequest("lobby minutes must be a whole number", field="lobby_minutes") from None
+            raise BadRequest("lobby minutes must be a whole number", field="lobby_minutes", key="not_a_number") from None
     try:
         start_day = date.fromisoformat(day)
     except ValueError:
-        raise BadRequest(f"date {day!r} is not a date", field="start") from None
+        raise BadRequest(f"date {day!r} is not a date", field="start", key="bad_time") from None
     body["rrule"] = choices.to_rule(start_day)
     return body
 
@@ -517,7 +544,7 @@ async def briefing_page(request: web.Request) -> dict[str, Any]:
     }
 
 
-_ACTION_ERRORS = ("read_only", "bad_state", "stale", "conflict", "invalid")
+_ACTION_ERRORS = ("read_only", "bad_state", "stale", "conflict", "invalid", "bad_request")
 
 
 def _site_groups(tree: Any, codes: list[str]) -> list[dict[str, Any]]:
@@ -547,6 +574,16 @@ async def cancel_submit(request: web.Request) -> web.StreamResponse:
 @require_role(*EDITORS)
 async def cancel_occurrence_submit(request: web.Request) -> web.StreamResponse:
     await _form_action(request, lambda svc, actor: svc.cancel_occurrence(request.match_info["occ"], actor))
+    raise _back(request, request.match_info["id"])
+
+
+@routes.post("/briefings/{id}/occurrences/{occ}/move")
+@require_role(*EDITORS)
+async def move_occurrence_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    day, start, end = (str(form.get(k, "")).strip() for k in ("date", "start_time", "end_time"))
+    body = {"start": f"{day}T{start}" if day and start else None, "end": f"{day}T{end}" if day and end else None}
+    await _form_action(request, lambda svc, actor: svc.move_occurrence(request.match_info["occ"], body, actor))
     raise _back(request, request.match_info["id"])
 
 

@@ -282,7 +282,8 @@ async def test_form_shows_errors_and_conflicts_inline(client, login, api_token):
     await create(client, await api_token("organizer", "org2"))
     await login(client, "organizer")
     resp = await client.post("/briefings/new", data=with_sites(form(title="", _csrf=client.csrf), ["YB-NL"]))
-    assert resp.status == 422 and 'id="err-title"' in await resp.text()
+    html = await resp.text()
+    assert resp.status == 422 and 'id="err-title"' in html and "Cần nhập tiêu đề." in html  # said in Vietnamese
     resp = await client.post("/briefings/new", data=with_sites(form(_csrf=client.csrf), []))
     assert resp.status == 422 and 'id="err-selection"' in await resp.text()
     resp = await client.post("/briefings/new", data=with_sites(form(_csrf=client.csrf, action="check"), ["YB-MCC-MODE"]))
@@ -374,3 +375,30 @@ async def test_moving_an_occurrence_into_the_past_is_refused(client, api_token):
     assert resp.status == 422 and (await resp.json())["field"] == "start"
     resp = await client.patch(f"/api/briefings/{b['id']}/occurrences/{occ}", json={}, headers=bearer(token))
     assert resp.status == 400
+
+
+async def test_page_moves_one_occurrence_and_says_why_it_cannot(client, login, api_token):
+    b = await create(client, await api_token("organizer", "organizer1"), rrule="FREQ=WEEKLY;BYDAY=MO;COUNT=3")
+    tuesday = (MONDAY + timedelta(days=8)).isoformat()
+    wednesday = (MONDAY + timedelta(days=9)).isoformat()
+    await create(client, await api_token("organizer", "org2"), selection={"sites": ["YB-MCC-MODE"]}, chair="YB-MCC-MODE",
+                 start=f"{wednesday}T08:00", end=f"{wednesday}T09:00")
+    await login(client, "organizer")
+    second, third = b["occurrences"][1]["id"], b["occurrences"][2]["id"]
+
+    async def move(occ, day, start, end):
+        return await client.post(f"/briefings/{b['id']}/occurrences/{occ}/move",
+                                 data={"_csrf": client.csrf, "date": day, "start_time": start, "end_time": end}, allow_redirects=False)
+
+    resp = await move(second, tuesday, "14:00", "15:30")
+    assert resp.status == 303 and resp.headers["Location"] == f"/briefings/{b['id']}"
+    occ = await (await client.get(f"/api/briefings/{b['id']}/occurrences/{second}")).json()
+    assert occ["moved"] and occ["starts_at"] == f"{tuesday}T07:00:00Z" and occ["ends_at"] == f"{tuesday}T08:30:00Z"
+    resp = await move(third, wednesday, "09:30", "10:00")  # its lobby (08:30) meets org2's briefing at Mồ Dề
+    assert resp.status == 303 and resp.headers["Location"].endswith("?error=conflict")
+    page = await (await client.get(resp.headers["Location"])).text()
+    assert 'id="action-error"' in page and "Trùng lịch" in page
+    resp = await move(third, tuesday, "15:00", "16:00")  # onto the moved second one
+    assert resp.headers["Location"].endswith("?error=invalid")
+    occ = await (await client.get(f"/api/briefings/{b['id']}/occurrences/{third}")).json()
+    assert not occ["moved"]
