@@ -15,10 +15,11 @@ from urllib.parse import urlparse
 
 import aiohttp_jinja2
 from aiohttp import web
+from prometheus_client import Counter, Gauge
 
 from confsvc.auth.accounts import Role, User
 from confsvc.http.authz import current_user, require_role
-from confsvc.http.context import DIRECTORY, REDIS, SETTINGS, SITE_LINKS
+from confsvc.http.context import DIRECTORY, METRICS, REDIS, SETTINGS, SITE_LINKS
 from confsvc.http.errors import ApiError, read_json
 from confsvc.http.site import site_for_token
 from confsvc.scheduling import ical, words
@@ -41,8 +42,17 @@ def setup(app: web.Application) -> None:
     settings = app[SETTINGS]
     briefings = Briefings(app[REDIS], app[DIRECTORY], settings, domain=urlparse(settings.base_url).hostname or "confsvc")
     app[BRIEFINGS] = briefings
-    app[CLOCK] = LifecycleClock(app[REDIS], briefings, settings.node_id)
+    clock = app[CLOCK] = LifecycleClock(app[REDIS], briefings, settings.node_id)
     app.router.add_routes(routes)
+
+    leader = Gauge("confsvc_sched_clock_leader", "1 while this node runs the briefing lifecycle clock", registry=app[METRICS])
+    leader.set_function(lambda: 1.0 if clock.leading else 0.0)
+    changes = Counter("confsvc_sched_transitions", "briefing state changes made on this node", ["state", "by"], registry=app[METRICS])
+
+    async def count(change: Any) -> None:
+        changes.labels(str(change.state), "clock" if change.by == "clock" else "person").inc()
+
+    briefings.subscribe(count)
 
     async def clock_ctx(app: web.Application) -> AsyncIterator[None]:
         async with app[CLOCK].running():

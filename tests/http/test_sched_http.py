@@ -402,3 +402,13 @@ async def test_page_moves_one_occurrence_and_says_why_it_cannot(client, login, a
     assert resp.headers["Location"].endswith("?error=invalid")
     occ = await (await client.get(f"/api/briefings/{b['id']}/occurrences/{third}")).json()
     assert not occ["moved"]
+
+
+async def test_metrics_count_state_changes(client, api_token):
+    b = await create(client, await api_token("organizer"), start=f"{(date.today() + timedelta(days=1)).isoformat()}T08:00",
+                     end=f"{(date.today() + timedelta(days=1)).isoformat()}T10:00")
+    occ = b["occurrences"][0]["id"]
+    await client.post(f"/api/briefings/{b['id']}/occurrences/{occ}/start", headers=bearer(await api_token("chair")))
+    text = await (await client.get("/metrics")).text()
+    assert 'confsvc_sched_transitions_total{by="person",state="live"} 1.0' in text
+    assert "confsvc_sched_clock_leader" in text
