@@ -18,6 +18,8 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from confsvc.auth.accounts import Role, User
+from confsvc.directory.model import Kind
+from confsvc.directory.model import Site as DirSite
 from confsvc.http.authz import current_user, require_role
 from confsvc.http.context import DIRECTORY, METRICS, REDIS, SETTINGS, SITE_LINKS
 from confsvc.http.errors import ApiError, read_json
@@ -560,7 +562,8 @@ _ACTION_ERRORS = ("read_only", "bad_state", "stale", "conflict", "invalid", "bad
 def _site_groups(tree: Any, codes: list[str]) -> list[dict[str, Any]]:
     """Invited sites grouped by district for display (the province and unknown codes first)."""
     chosen = set(codes)
-    head = [tree.sites[c] for c in codes if c in tree.sites and tree.district_of(c) is None]
+    # the province (and any site no longer in the directory, shown by its code)
+    head = [tree.sites.get(c) or DirSite(c, c, Kind.COMMUNE) for c in codes if tree.district_of(c) is None]
     groups = [{"district": None, "sites": head}] if head else []
     for d in tree.districts:
         members = [s for s in [d, *tree.communes_of(d.code)] if s.code in chosen]

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 MAX_WINDOW = MAX_DURATION + timedelta(minutes=24 * 60)  # the longest window: 12 h + a 24 h lobby
 MAX_CONFLICTS = 500
+FEED_HISTORY = timedelta(days=92)  # a site's calendar feed keeps briefings that ended this recently
 SAVE_RETRIES = 5
 ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
@@ -211,9 +212,16 @@ class Briefings:
                 out.append((b, {k: Occurrence.from_dict(json.loads(v)) for k, v in recs.items()}))
         return out
 
-    async def for_site(self, code: str) -> list[tuple[Briefing, list[Occurrence]]]:
-        """The briefings a site is invited to or chairs, with their occurrences (its calendar feed)."""
+    async def for_site(self, code: str, history: timedelta = FEED_HISTORY) -> list[tuple[Briefing, list[Occurrence]]]:
+        """The briefings a site is invited to or chairs, with their occurrences (its calendar feed).
+
+        Only briefings whose last occurrence ended less than ``history`` ago: a feed does not grow for ever.
+        """
         ids = sorted(await self.redis.smembers(keys.site_briefings(code)))
+        if ids:
+            ends = await self.redis.zmscore(keys.BRIEFING_IDS, ids)
+            oldest = epoch(self.now() - history)
+            ids = [i for i, end in zip(ids, ends, strict=True) if end is not None and end >= oldest]
         return [(b, list(expand(b, self.zone, recs))) for b, recs in await self._load_many(ids)]
 
     async def current_for_site(self, code: str, now: datetime | None = None) -> Occurrence | None:

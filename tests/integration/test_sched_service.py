@@ -207,3 +207,12 @@ async def test_changing_the_series_time_keeps_a_cancelled_date_cancelled(svc):
     occs = await svc.occurrences(b.id)
     assert [(o.id[-14:], o.state) for o in occs] == [
         ("20261123T0200Z", State.SCHEDULED), ("20261130T0200Z", State.CANCELLED), ("20261207T0200Z", State.SCHEDULED)]
+
+
+async def test_site_feed_keeps_recent_history_only(svc):
+    b = await svc.create(body(), ORG)
+    assert [x.id for x, _ in await svc.for_site("YB-MCC")] == [b.id]
+    assert [x.id for x, _ in await svc.for_site("YB")] == [b.id]  # the chair's hall too
+    assert await svc.for_site("YB-NL") == []
+    svc.now.t = datetime(2027, 6, 1, tzinfo=UTC)  # long after it ended
+    assert await svc.for_site("YB-MCC") == []
