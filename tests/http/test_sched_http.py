@@ -412,3 +412,20 @@ async def test_metrics_count_state_changes(client, api_token):
     text = await (await client.get("/metrics")).text()
     assert 'confsvc_sched_transitions_total{by="person",state="live"} 1.0' in text
     assert "confsvc_sched_clock_leader" in text
+
+
+async def test_a_bad_change_is_refused_and_writes_nothing(client, api_token, redis):
+    token = await api_token("organizer")
+    b = await create(client, token, rrule="FREQ=WEEKLY;BYDAY=MO;COUNT=3")
+    before = await redis.hgetall(keys.briefing(b["id"]))
+    for change, field in [
+        ({"end": f"{DAY}T07:00"}, "end"),
+        ({"selection": {"sites": ["YB-NOWHERE"]}}, "selection.sites"),
+        ({"selection": {}}, "selection"),
+        ({"rrule": "FREQ=WEEKLY;BYDAY=MO;COUNT=200"}, "rrule"),
+        ({"start": f"{PAST}T08:00"}, "start"),
+        ({"title": ""}, "title"),
+    ]:
+        resp = await client.patch(f"/api/briefings/{b['id']}", json=change, headers=bearer(token))
+        assert resp.status == 422 and (await resp.json())["field"] == field, change
+    assert await redis.hgetall(keys.briefing(b["id"])) == before
