@@ -369,6 +369,7 @@ async def _render_form(request: web.Request, tree: Any, values: dict[str, Any], 
         "tree": tree, "v": values, "briefing": b, "error": error, "field_errors": field_errors,
         "conflicts": _group_conflicts(error.extra.get("conflicts", [])) if error is not None else [],
         "error_text": _error_text(request, error) if error is not None else "",
+        "clash_sites": {c for x in (error.extra.get("conflicts", []) if error is not None else []) for c in x["sites"]},
         "checked_ok": checked and error is None, "weekdays": list(words.WEEKDAYS),
     }
     return aiohttp_jinja2.render_template("scheduling/form.html", request, ctx, status=status)

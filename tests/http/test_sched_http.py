@@ -289,6 +289,7 @@ async def test_form_shows_errors_and_conflicts_inline(client, login, api_token):
     resp = await client.post("/briefings/new", data=with_sites(form(_csrf=client.csrf, action="check"), ["YB-MCC-MODE"]))
     html = await resp.text()
     assert resp.status == 409 and 'id="conflicts"' in html and "Giao ban tuần" in html and "org2" in html
+    assert re.search(r'commune clash" data-name="[^"]+"><input type="checkbox" name="site" value="YB-MCC-MODE"', html)  # marked in the picker
     resp = await client.post("/briefings/new", data=with_sites(form(_csrf=client.csrf, action="check", chair="YB-NL"), ["YB-NL"]))
     assert resp.status == 200 and 'id="check-ok"' in await resp.text()
 
