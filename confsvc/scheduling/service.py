@@ -556,6 +556,7 @@ class Briefings:
             rec, change = self._moved(rec, state, at, now, by)
             changes.append(change)
         nxt = next_change(rec)
+        release = list(occ.invited_sites) if rec.state in FINAL else []
         payload = {
             "occ_id": occ.id,
             "expect_state": str(occ.state),
@@ -564,9 +565,14 @@ class Briefings:
             "next": epoch(nxt) if nxt else None,
             "lock_token": lock_token,
             "events": [[keys.SCHED_EVENTS, json.dumps(c.to_dict(), ensure_ascii=False)] for c in changes],
+            "release_sites": release,
+            "release_member": f"{occ.id}|{epoch(occ.ends_at)}",
         }
         status, _ = await self._transition(
-            keys=[keys.briefing_occurrences(b.id), keys.SCHED_TIMELINE, keys.CLOCK_LOCK, keys.briefing(b.id)],
+            keys=[
+                keys.briefing_occurrences(b.id), keys.SCHED_TIMELINE, keys.CLOCK_LOCK, keys.briefing(b.id),
+                keys.briefing_bookings(b.id), *(keys.site_bookings(c) for c in release),
+            ],
             args=[json.dumps(payload)],
         )
         if status == "not_leader":

@@ -216,3 +216,16 @@ async def test_site_feed_keeps_recent_history_only(svc):
     assert await svc.for_site("YB-NL") == []
     svc.now.t = datetime(2027, 6, 1, tzinfo=UTC)  # long after it ended
     assert await svc.for_site("YB-MCC") == []
+
+
+async def test_ending_early_frees_the_halls_for_the_rest_of_the_window(redis, svc):
+    svc.now.t = datetime(2026, 11, 23, 0, 10, tzinfo=UTC)
+    b = await svc.create(body(start="2026-11-23T08:00", end="2026-11-23T11:00"), ORG)
+    oid = f"{b.id}-20261123T0100Z"
+    with pytest.raises(Conflict):
+        await svc.create(body(title="Sau", start="2026-11-23T10:30", end="2026-11-23T11:30"), Actor("org2"))
+    await svc.start_now(oid, Actor("chair1"))
+    await svc.end_now(oid, Actor("chair1"))
+    assert await svc.current_for_site("YB-MCC", svc.now.t) is None
+    assert await redis.zcard(keys.site_bookings("YB-MCC")) == 0 and await redis.scard(keys.briefing_bookings(b.id)) == 0
+    await svc.create(body(title="Sau", start="2026-11-23T10:30", end="2026-11-23T11:30"), Actor("org2"))
