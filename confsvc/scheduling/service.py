@@ -626,7 +626,9 @@ class Briefings:
                 if y[0] < x[1]:  # a hall cannot be in one briefing twice at once
                     raise Invalid(f"occurrences {x[2]} and {y[2]} of this briefing would overlap", field="start")
         sites = list(dict.fromkeys([*b.booked_sites, *(s for g in groups for s in g)]))
-        all_sites = list(dict.fromkeys([*sites, *plan.old_sites]))
+        # every site the briefing may still hold a booking at: its old sites and its frozen occurrences'
+        frozen_sites = (c for r in recs.values() for c in r.invited_sites)
+        all_sites = list(dict.fromkeys([*sites, *plan.old_sites, *frozen_sites]))
         key_list = [keys.briefing(b.id), keys.briefing_bookings(b.id), keys.BRIEFING_IDS, keys.SCHED_TIMELINE, keys.briefing_occurrences(b.id)]
         index: dict[str, int] = {}
         for code in all_sites:
