@@ -26,7 +26,7 @@ from confsvc.http.errors import ApiError, read_json
 from confsvc.http.site import site_for_token
 from confsvc.scheduling import ical, words
 from confsvc.scheduling.clock import LifecycleClock
-from confsvc.scheduling.errors import NotFound, SchedulingError
+from confsvc.scheduling.errors import BadRequest, NotFound, SchedulingError
 from confsvc.scheduling.model import Briefing, Occurrence, Selection, State
 from confsvc.scheduling.service import Actor, Briefings
 
@@ -350,13 +350,11 @@ async def _links(request: web.Request, codes: list[str]) -> dict[str, str | None
 @require_role(*EDITORS)
 async def new_page(request: web.Request) -> web.Response:
     tree = await request.app[DIRECTORY].tree()
-    zone = request.app[SETTINGS].zone
     now = _local(request, request.app[BRIEFINGS].now())
     start_day = now.date() + timedelta(days=(7 - now.weekday()) % 7 or 7)  # next Monday
     values = {"title": "", "agenda": "", "chair": tree.province.code if tree.province else "", "date": start_day.isoformat(),
               "start_time": "08:00", "end_time": "10:00", "lobby_minutes": request.app[SETTINGS].lobby_minutes,
               "ticked": set(tree.sites), "choices": words.Choices(repeat="weekly", weekdays=["MO"], count=10)}
-    _ = zone
     return await _render_form(request, tree, values, None)
 
 
@@ -411,8 +409,6 @@ def _form_values(form: Any, tree: Any) -> dict[str, Any]:
 
 def _body_from_form(values: dict[str, Any], form: Any, tree: Any) -> dict[str, Any]:
     """The JSON body the API would take, from the form (raises SchedulingError naming the field)."""
-    from confsvc.scheduling.errors import BadRequest
-
     try:
         choices = words.from_form(form, list(form.getall("weekday", [])))
     except ValueError as exc:
