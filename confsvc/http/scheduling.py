@@ -15,15 +15,18 @@ from urllib.parse import urlparse
 
 import aiohttp_jinja2
 from aiohttp import web
+from prometheus_client import Counter, Gauge
 
 from confsvc.auth.accounts import Role, User
+from confsvc.directory.model import Kind
+from confsvc.directory.model import Site as DirSite
 from confsvc.http.authz import current_user, require_role
-from confsvc.http.context import DIRECTORY, REDIS, SETTINGS, SITE_LINKS
+from confsvc.http.context import DIRECTORY, METRICS, REDIS, SETTINGS, SITE_LINKS
 from confsvc.http.errors import ApiError, read_json
 from confsvc.http.site import site_for_token
 from confsvc.scheduling import ical, words
 from confsvc.scheduling.clock import LifecycleClock
-from confsvc.scheduling.errors import NotFound, SchedulingError
+from confsvc.scheduling.errors import BadRequest, NotFound, SchedulingError
 from confsvc.scheduling.model import Briefing, Occurrence, Selection, State
 from confsvc.scheduling.service import Actor, Briefings
 
@@ -41,8 +44,17 @@ def setup(app: web.Application) -> None:
     settings = app[SETTINGS]
     briefings = Briefings(app[REDIS], app[DIRECTORY], settings, domain=urlparse(settings.base_url).hostname or "confsvc")
     app[BRIEFINGS] = briefings
-    app[CLOCK] = LifecycleClock(app[REDIS], briefings, settings.node_id)
+    clock = app[CLOCK] = LifecycleClock(app[REDIS], briefings, settings.node_id)
     app.router.add_routes(routes)
+
+    leader = Gauge("confsvc_sched_clock_leader", "1 while this node runs the briefing lifecycle clock", registry=app[METRICS])
+    leader.set_function(lambda: 1.0 if clock.leading else 0.0)
+    changes = Counter("confsvc_sched_transitions", "briefing state changes made on this node", ["state", "by"], registry=app[METRICS])
+
+    async def count(change: Any) -> None:
+        changes.labels(str(change.state), "clock" if change.by == "clock" else "person").inc()
+
+    briefings.subscribe(count)
 
     async def clock_ctx(app: web.Application) -> AsyncIterator[None]:
         async with app[CLOCK].running():
@@ -159,7 +171,10 @@ async def api_get(request: web.Request) -> web.Response:
 @_api_errors
 async def api_update(request: web.Request) -> web.Response:
     body = await read_json(request)
-    b = await request.app[BRIEFINGS].update(request.match_info["id"], body, _actor(request))
+    dry = request.query.get("dry_run") in ("1", "true")
+    b = await request.app[BRIEFINGS].update(request.match_info["id"], body, _actor(request), dry_run=dry)
+    if dry:
+        return _json({"ok": True, "conflicts": []})
     return _json(_briefing_json(b, await request.app[BRIEFINGS].occurrences(b.id)))
 
 
@@ -335,13 +350,11 @@ async def _links(request: web.Request, codes: list[str]) -> dict[str, str | None
 @require_role(*EDITORS)
 async def new_page(request: web.Request) -> web.Response:
     tree = await request.app[DIRECTORY].tree()
-    zone = request.app[SETTINGS].zone
     now = _local(request, request.app[BRIEFINGS].now())
     start_day = now.date() + timedelta(days=(7 - now.weekday()) % 7 or 7)  # next Monday
     values = {"title": "", "agenda": "", "chair": tree.province.code if tree.province else "", "date": start_day.isoformat(),
               "start_time": "08:00", "end_time": "10:00", "lobby_minutes": request.app[SETTINGS].lobby_minutes,
               "ticked": set(tree.sites), "choices": words.Choices(repeat="weekly", weekdays=["MO"], count=10)}
-    _ = zone
     return await _render_form(request, tree, values, None)
 
 
@@ -349,13 +362,41 @@ async def _render_form(request: web.Request, tree: Any, values: dict[str, Any], 
                        error: SchedulingError | None = None, checked: bool = False, status: int = 200) -> web.Response:
     field_errors = {}
     if error is not None and error.field:
-        field_errors[error.field.split(".")[0]] = error.detail
+        field_errors[error.field.split(".")[0]] = _error_text(request, error)
     ctx = {
         "tree": tree, "v": values, "briefing": b, "error": error, "field_errors": field_errors,
-        "conflicts": error.extra.get("conflicts", []) if error is not None else [],
+        "conflicts": _group_conflicts(error.extra.get("conflicts", [])) if error is not None else [],
+        "error_text": _error_text(request, error) if error is not None else "",
+        "clash_sites": {c for x in (error.extra.get("conflicts", []) if error is not None else []) for c in x["sites"]},
         "checked_ok": checked and error is None, "weekdays": list(words.WEEKDAYS),
     }
     return aiohttp_jinja2.render_template("scheduling/form.html", request, ctx, status=status)
+
+
+def _group_conflicts(conflicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For the page: one row per other briefing, with every clashing date and the union of sites."""
+    rows: dict[str, dict[str, Any]] = {}
+    for c in conflicts:
+        row = rows.setdefault(c["briefing_id"], {**c, "occurrences": [], "names": {}})
+        row["occurrences"].append(c)
+        row["names"].update(zip(c["sites"], c["site_names"], strict=True))
+    for row in rows.values():
+        row["site_names"] = sorted(row["names"].values())
+    return list(rows.values())
+
+
+def _error_text(request: web.Request, error: SchedulingError) -> str:
+    """The error in the reader's language when the catalogue has it, else the service's detail."""
+    from confsvc.app import CATALOGUES
+    from confsvc.http.i18n import Translator, request_language
+
+    if not error.key:
+        return error.detail
+    t = Translator(request.app[CATALOGUES], request_language(request, request.app[SETTINGS].language))
+    field = (error.field or "").split(".")[0]
+    key = f"sched.err.{error.key}"
+    text = t(key, field=t(f"sched.field_name.{field}") if field else "", **error.params)
+    return error.detail if text == key else text
 
 
 def _form_values(form: Any, tree: Any) -> dict[str, Any]:
@@ -368,12 +409,10 @@ def _form_values(form: Any, tree: Any) -> dict[str, Any]:
 
 def _body_from_form(values: dict[str, Any], form: Any, tree: Any) -> dict[str, Any]:
     """The JSON body the API would take, from the form (raises SchedulingError naming the field)."""
-    from confsvc.scheduling.errors import BadRequest
-
     try:
         choices = words.from_form(form, list(form.getall("weekday", [])))
     except ValueError as exc:
-        raise BadRequest(f"{exc.args[0]}: not a valid value", field="rrule") from None
+        raise BadRequest(f"{exc.args[0]}: not a valid value", field="rrule", key="bad_repeat") from None
     values["choices"] = choices
     day = values["date"]
     body: dict[str, Any] = {
@@ -383,19 +422,19 @@ def _body_from_form(values: dict[str, Any], form: Any, tree: Any) -> dict[str, A
         "end": f"{day}T{values['end_time']}" if day and values["end_time"] else None,
     }
     if not body["start"]:
-        raise BadRequest("give the date and start time", field="start")
+        raise BadRequest("give the date and start time", field="start", key="required")
     if not body["end"]:
-        raise BadRequest("give the end time", field="end")
+        raise BadRequest("give the end time", field="end", key="required")
     lobby = values["lobby_minutes"].strip() if isinstance(values["lobby_minutes"], str) else values["lobby_minutes"]
     if lobby not in ("", None):
         try:
             body["lobby_minutes"] = int(lobby)
         except ValueError:
-            raise BadRequest("lobby minutes must be a whole number", field="lobby_minutes") from None
+            raise BadRequest("lobby minutes must be a whole number", field="lobby_minutes", key="not_a_number") from None
     try:
         start_day = date.fromisoformat(day)
     except ValueError:
-        raise BadRequest(f"date {day!r} is not a date", field="start") from None
+        raise BadRequest(f"date {day!r} is not a date", field="start", key="bad_time") from None
     body["rrule"] = choices.to_rule(start_day)
     return body
 
@@ -506,18 +545,22 @@ async def briefing_page(request: web.Request) -> dict[str, Any]:
         "groups": _site_groups(tree, invited),
         "can_edit": user.role is Role.ADMIN or (user.role is Role.ORGANIZER and user.username == b.organizer),
         "can_chair": user.role in CHAIRS, "now": now,
+        # the chair may start within a day of the lobby opening (the service refuses earlier)
+        "startable": {o.id for o in occs if o.state in (State.SCHEDULED, State.OPEN) and o.ends_at > now
+                      and o.lobby_opens_at - now <= timedelta(hours=24)},
         "rule_choices": words.choices_for(b.rrule, None) if b.rrule else None,
         "error_code": request.query.get("error", "") if request.query.get("error", "") in _ACTION_ERRORS else "",
     }
 
 
-_ACTION_ERRORS = ("read_only", "bad_state", "stale", "conflict", "invalid")
+_ACTION_ERRORS = ("read_only", "bad_state", "stale", "conflict", "invalid", "bad_request")
 
 
 def _site_groups(tree: Any, codes: list[str]) -> list[dict[str, Any]]:
     """Invited sites grouped by district for display (the province and unknown codes first)."""
     chosen = set(codes)
-    head = [tree.sites[c] for c in codes if c in tree.sites and tree.district_of(c) is None]
+    # the province (and any site no longer in the directory, shown by its code)
+    head = [tree.sites.get(c) or DirSite(c, c, Kind.COMMUNE) for c in codes if tree.district_of(c) is None]
     groups = [{"district": None, "sites": head}] if head else []
     for d in tree.districts:
         members = [s for s in [d, *tree.communes_of(d.code)] if s.code in chosen]
@@ -541,6 +584,16 @@ async def cancel_submit(request: web.Request) -> web.StreamResponse:
 @require_role(*EDITORS)
 async def cancel_occurrence_submit(request: web.Request) -> web.StreamResponse:
     await _form_action(request, lambda svc, actor: svc.cancel_occurrence(request.match_info["occ"], actor))
+    raise _back(request, request.match_info["id"])
+
+
+@routes.post("/briefings/{id}/occurrences/{occ}/move")
+@require_role(*EDITORS)
+async def move_occurrence_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    day, start, end = (str(form.get(k, "")).strip() for k in ("date", "start_time", "end_time"))
+    body = {"start": f"{day}T{start}" if day and start else None, "end": f"{day}T{end}" if day and end else None}
+    await _form_action(request, lambda svc, actor: svc.move_occurrence(request.match_info["occ"], body, actor))
     raise _back(request, request.match_info["id"])
 
 

@@ -52,6 +52,7 @@ class LifecycleClock:
         self.sleep = sleep
         self.batch = batch
         self.token: str | None = None  # "<node>:<fence>" while this node leads
+        self._stop = asyncio.Event()
         self._renew = redis.register_script(scripts.RENEW)
         self._release = redis.register_script(scripts.RELEASE)
 
@@ -108,24 +109,35 @@ class LifecycleClock:
         return done
 
     async def run(self) -> None:
-        while True:
+        self._stop = asyncio.Event()
+        me = asyncio.current_task()
+        while not self._stop.is_set():
             try:
                 await self.tick()
             except (RedisError, OSError) as exc:
                 log.warning("clock: store unavailable (%s); retrying", exc)
             except Exception:
                 log.exception("clock: tick failed")
+            # redis-py may turn a cancellation that lands inside a command into a connection
+            # error: never let that swallow the cancel (shutdown would wait for ever)
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError()
             await self.sleep(self.interval)
 
     @contextlib.asynccontextmanager
-    async def running(self):  # type: ignore[no-untyped-def]
-        """Run in the background for the life of the block; release the lock on the way out."""
+    async def running(self, stop_timeout: float = 5.0):  # type: ignore[no-untyped-def]
+        """Run in the background for the life of the block; stop it and release the lock on the way out."""
+        self._stop = asyncio.Event()
         task = asyncio.create_task(self.run(), name="scheduling-clock")
         try:
             yield self
         finally:
+            self._stop.set()
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            done, _ = await asyncio.wait({task}, timeout=stop_timeout)
+            if not done:
+                log.error("clock: did not stop within %.0f s; leaving it", stop_timeout)
+            elif not task.cancelled() and task.exception() is not None:
+                log.error("clock: stopped with %r", task.exception())
             with contextlib.suppress(RedisError, OSError):
-                await self.release()
+                await asyncio.wait_for(self.release(), stop_timeout)

@@ -9,10 +9,15 @@ class SchedulingError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, detail: str, field: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self, detail: str, field: str | None = None, *, key: str | None = None, params: dict[str, Any] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.field = field
+        # for pages: the catalogue key ("sched.err.<key>") and its values, to say it in the reader's language
+        self.key = key
+        self.params = params or {}
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
@@ -77,6 +82,8 @@ class Conflict(SchedulingError):
         super().__init__(
             f"{len(conflicts)} booking conflict(s) over {n_sites} site(s): a site cannot be in two briefings at once",
             field="sites",
+            key="conflict",
+            params={"n": len(conflicts), "sites": n_sites},
             conflicts=conflicts,
         )
         self.conflicts = conflicts

@@ -24,16 +24,16 @@ OCCURRENCE_FIELDS = {"start", "end", "seq"}
 def _str(body: Mapping[str, Any], name: str, *, required: bool, max_len: int, allow_empty: bool = False) -> str | None:
     if name not in body or body[name] is None:
         if required:
-            raise BadRequest(f"{name} is required", field=name)
+            raise BadRequest(f"{name} is required", field=name, key="required")
         return None
     value = body[name]
     if not isinstance(value, str):
         raise BadRequest(f"{name} must be a string", field=name)
     value = value.strip()
     if not value and not allow_empty:
-        raise Invalid(f"{name} must not be empty", field=name)
+        raise Invalid(f"{name} must not be empty", field=name, key="required")
     if len(value) > max_len:
-        raise Invalid(f"{name} is longer than {max_len} characters", field=name)
+        raise Invalid(f"{name} is longer than {max_len} characters", field=name, key="too_long", params={"n": max_len})
     return value
 
 
@@ -45,7 +45,7 @@ def parse_time(value: Any, name: str, zone: ZoneInfo) -> datetime:
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
-        raise Invalid(f"{name} {value!r} is not a date-time such as 2026-11-23T08:00", field=name) from None
+        raise Invalid(f"{name} {value!r} is not a date-time such as 2026-11-23T08:00", field=name, key="bad_time") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=zone)
     return dt.astimezone(UTC)
@@ -101,11 +101,11 @@ def parse_briefing(
     agenda = _str(body, "agenda", required=False, max_len=MAX_AGENDA, allow_empty=True)
     chair = _str(body, "chair", required=False, max_len=64)
     if chair is not None and chair not in tree.sites:
-        raise Invalid(f"unknown chair site {chair!r}", field="chair")
+        raise Invalid(f"unknown chair site {chair!r}", field="chair", key="unknown_site", params={"code": chair})
     selection = sites = None
     if "selection" in body or not partial:
         if body.get("selection") is None:
-            raise BadRequest("selection is required", field="selection")
+            raise BadRequest("selection is required", field="selection", key="selection_empty")
         selection = parse_selection(body["selection"])
         sites = tuple(selection.resolve(tree))
     start = end = None
@@ -117,9 +117,9 @@ def parse_briefing(
             else:
                 end = value
         elif not partial:
-            raise BadRequest(f"{name} is required", field=name)
+            raise BadRequest(f"{name} is required", field=name, key="required")
     if start is not None and start < now:
-        raise Invalid("start is in the past", field="start")
+        raise Invalid("start is in the past", field="start", key="past_start")
     if start is not None and end is not None:
         check_span(start, end)
     lobby = None
@@ -128,7 +128,7 @@ def parse_briefing(
         if not isinstance(lobby, int) or isinstance(lobby, bool):
             raise BadRequest("lobby_minutes must be a whole number", field="lobby_minutes")
         if not 0 <= lobby <= 24 * 60:
-            raise Invalid("lobby_minutes must be between 0 and 1440", field="lobby_minutes")
+            raise Invalid("lobby_minutes must be between 0 and 1440", field="lobby_minutes", key="lobby_range")
     rrule = None
     rrule_given = "rrule" in body
     if rrule_given and body["rrule"] not in (None, ""):
@@ -141,9 +141,9 @@ def parse_briefing(
 
 def check_span(start: datetime, end: datetime, field: str = "end") -> None:
     if end <= start:
-        raise Invalid("end must be after start", field=field)
+        raise Invalid("end must be after start", field=field, key="end_before_start")
     if end - start > MAX_DURATION:
-        raise Invalid(f"a briefing lasts at most {MAX_DURATION // timedelta(hours=1)} hours", field=field)
+        raise Invalid(f"a briefing lasts at most {MAX_DURATION // timedelta(hours=1)} hours", field=field, key="too_long_duration", params={"n": MAX_DURATION // timedelta(hours=1)})
 
 
 def _seq(body: Mapping[str, Any]) -> int | None:
@@ -162,5 +162,5 @@ def parse_occurrence_change(body: Mapping[str, Any], zone: ZoneInfo, now: dateti
     if start is None and end is None:
         raise BadRequest("give start and/or end to move the occurrence", field="start")
     if start is not None and start < now:
-        raise Invalid("start is in the past", field="start")
+        raise Invalid("start is in the past", field="start", key="past_start")
     return Draft(start=start, end=end, seq=_seq(body))

@@ -118,21 +118,21 @@ class Selection:
     def resolve(self, tree: Tree) -> list[str]:
         """The invited site codes in tree order; Invalid naming the field for an unknown code or an empty choice."""
         if self.empty:
-            raise Invalid("choose at least one site: the whole province, a district or a site", field="selection")
+            raise Invalid("choose at least one site: the whole province, a district or a site", field="selection", key="selection_empty")
         chosen: set[str] = set()
         if self.province:
             chosen.update(tree.sites)
         for code in self.districts:
             site = tree.sites.get(code)
             if site is None:
-                raise Invalid(f"unknown district {code!r}", field="selection.districts")
+                raise Invalid(f"unknown district {code!r}", field="selection.districts", key="unknown_site", params={"code": code})
             if site.kind is not Kind.DISTRICT:
                 raise Invalid(f"{code!r} is a {site.kind}, not a district", field="selection.districts")
             chosen.add(code)
             chosen.update(tree.descendants(code))
         for code in self.sites:
             if code not in tree.sites:
-                raise Invalid(f"unknown site {code!r}", field="selection.sites")
+                raise Invalid(f"unknown site {code!r}", field="selection.sites", key="unknown_site", params={"code": code})
             chosen.add(code)
         return [s.code for s in tree.ordered() if s.code in chosen]
 

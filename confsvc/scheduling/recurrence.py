@@ -59,10 +59,10 @@ def _parts(text: str) -> dict[str, str]:
     if "COUNT" in parts and "UNTIL" in parts:
         raise Invalid("give COUNT or UNTIL, not both", field=FIELD)
     if "COUNT" not in parts and "UNTIL" not in parts:
-        raise Invalid("the series must end: add COUNT=n or UNTIL=date (at most a year)", field=FIELD)
+        raise Invalid("the series must end: add COUNT=n or UNTIL=date (at most a year)", field=FIELD, key="rule_unbounded")
     if "COUNT" in parts:
         if not parts["COUNT"].isdigit() or not 1 <= int(parts["COUNT"]) <= MAX_COUNT:
-            raise Invalid(f"COUNT must be a whole number from 1 to {MAX_COUNT}", field=FIELD)
+            raise Invalid(f"COUNT must be a whole number from 1 to {MAX_COUNT}", field=FIELD, key="rule_count", params={"n": MAX_COUNT})
     if "INTERVAL" in parts and (not parts["INTERVAL"].isdigit() or not 1 <= int(parts["INTERVAL"]) <= 366):
         raise Invalid("INTERVAL must be a whole number from 1 to 366", field=FIELD)
     return parts
@@ -123,12 +123,12 @@ def check_series(canon: str, start: datetime, duration: timedelta, lobby: timede
     """Expand a new or changed rule and check it: not empty, within a year, no self-overlap."""
     starts = rule_starts(canon, start, zone)
     if not starts:
-        raise Invalid("the rule gives no occurrence on or after the start (check UNTIL and BYDAY)", field=FIELD)
+        raise Invalid("the rule gives no occurrence on or after the start (check UNTIL and BYDAY)", field=FIELD, key="rule_empty")
     if len(starts) > MAX_COUNT or starts[-1] - starts[0] > MAX_SERIES_SPAN:
-        raise Invalid("the series runs over a year: end it within a year of its first occurrence (COUNT or UNTIL)", field=FIELD)
+        raise Invalid("the series runs over a year: end it within a year of its first occurrence (COUNT or UNTIL)", field=FIELD, key="rule_over_year")
     for a, b in zip(starts, starts[1:], strict=False):
         if b - lobby < a + duration:
-            raise Invalid("occurrences of the series overlap one another (with the lobby time): repeat less often", field=FIELD)
+            raise Invalid("occurrences of the series overlap one another (with the lobby time): repeat less often", field=FIELD, key="rule_overlap")
     return SeriesCheck(starts[0], starts)
 
 

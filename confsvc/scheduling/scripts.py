@@ -135,6 +135,11 @@ if a.next ~= nil and a.next ~= cjson.null then
 else
   redis.call('ZREM', KEYS[2], a.occ_id)
 end
+-- an ended or cancelled occurrence frees its halls (KEYS[5] the briefing's bookings set, KEYS[6..] the sites' zsets)
+for i, code in ipairs(a.release_sites) do
+  redis.call('ZREM', KEYS[5 + i], a.release_member)
+  redis.call('SREM', KEYS[5], code .. '\t' .. a.release_member)
+end
 for _, ev in ipairs(a.events) do
   redis.call('PUBLISH', ev[1], ev[2])
 end

@@ -40,9 +40,10 @@ from confsvc.scheduling.model import (
     iso,
     next_change,
     now_utc,
+    occurrence_id,
     split_occurrence_id,
 )
-from confsvc.scheduling.recurrence import check_series, expand
+from confsvc.scheduling.recurrence import check_series, expand, original_starts
 from confsvc.store import keys
 from confsvc.store.redis import Redis
 
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 
 MAX_WINDOW = MAX_DURATION + timedelta(minutes=24 * 60)  # the longest window: 12 h + a 24 h lobby
 MAX_CONFLICTS = 500
+FEED_HISTORY = timedelta(days=92)  # a site's calendar feed keeps briefings that ended this recently
 SAVE_RETRIES = 5
 ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
@@ -210,9 +212,16 @@ class Briefings:
                 out.append((b, {k: Occurrence.from_dict(json.loads(v)) for k, v in recs.items()}))
         return out
 
-    async def for_site(self, code: str) -> list[tuple[Briefing, list[Occurrence]]]:
-        """The briefings a site is invited to or chairs, with their occurrences (its calendar feed)."""
+    async def for_site(self, code: str, history: timedelta = FEED_HISTORY) -> list[tuple[Briefing, list[Occurrence]]]:
+        """The briefings a site is invited to or chairs, with their occurrences (its calendar feed).
+
+        Only briefings whose last occurrence ended less than ``history`` ago: a feed does not grow for ever.
+        """
         ids = sorted(await self.redis.smembers(keys.site_briefings(code)))
+        if ids:
+            ends = await self.redis.zmscore(keys.BRIEFING_IDS, ids)
+            oldest = epoch(self.now() - history)
+            ids = [i for i, end in zip(ids, ends, strict=True) if end is not None and end >= oldest]
         return [(b, list(expand(b, self.zone, recs))) for b, recs in await self._load_many(ids)]
 
     async def current_for_site(self, code: str, now: datetime | None = None) -> Occurrence | None:
@@ -327,12 +336,14 @@ class Briefings:
                 end=end,
                 lobby_minutes=b.lobby_minutes if d.lobby_minutes is None else d.lobby_minutes,
                 rrule=d.rrule if d.rrule_given else b.rrule,
-                overrides={} if new_dates else b.overrides,  # new dates: per-occurrence moves no longer apply
+                overrides=b.overrides,
                 updated=now,
                 fixed_before=now if (recs or plan.records) else b.fixed_before,
                 seq=b.seq + 1,
             )
             new = self._with_rule_checked(new)
+            if new_dates:  # occurrence ids follow the dates: carry each cancel/move over to the new one of that day
+                new = new.evolve(overrides=self._carry_overrides(b, new))
             plan.briefing = new
             try:
                 await self._write(plan, now, dry_run=dry_run)
@@ -340,6 +351,23 @@ class Briefings:
                 continue
             return new
         raise Stale(f"briefing {briefing_id} is changing too often right now: try again")
+
+    def _carry_overrides(self, old: Briefing, new: Briefing) -> dict[str, Override]:
+        """Overrides re-keyed for a series whose dates changed: matched by the local day of the original start."""
+        by_day = {}
+        for oid, ov in old.overrides.items():
+            try:
+                _, original = split_occurrence_id(oid)
+            except ValueError:
+                continue
+            by_day[original.astimezone(self.zone).date()] = ov
+        out: dict[str, Override] = {}
+        if by_day:
+            for original in original_starts(new, self.zone):
+                ov = by_day.get(original.astimezone(self.zone).date())
+                if ov is not None:
+                    out[occurrence_id(new.id, original)] = ov
+        return out
 
     async def cancel(self, briefing_id: str, actor: Actor) -> Briefing:
         """Cancel the whole briefing: every occurrence not yet live is cancelled, its halls released."""
@@ -528,6 +556,7 @@ class Briefings:
             rec, change = self._moved(rec, state, at, now, by)
             changes.append(change)
         nxt = next_change(rec)
+        release = list(occ.invited_sites) if rec.state in FINAL else []
         payload = {
             "occ_id": occ.id,
             "expect_state": str(occ.state),
@@ -536,9 +565,14 @@ class Briefings:
             "next": epoch(nxt) if nxt else None,
             "lock_token": lock_token,
             "events": [[keys.SCHED_EVENTS, json.dumps(c.to_dict(), ensure_ascii=False)] for c in changes],
+            "release_sites": release,
+            "release_member": f"{occ.id}|{epoch(occ.ends_at)}",
         }
         status, _ = await self._transition(
-            keys=[keys.briefing_occurrences(b.id), keys.SCHED_TIMELINE, keys.CLOCK_LOCK, keys.briefing(b.id)],
+            keys=[
+                keys.briefing_occurrences(b.id), keys.SCHED_TIMELINE, keys.CLOCK_LOCK, keys.briefing(b.id),
+                keys.briefing_bookings(b.id), *(keys.site_bookings(c) for c in release),
+            ],
             args=[json.dumps(payload)],
         )
         if status == "not_leader":
@@ -592,7 +626,9 @@ class Briefings:
                 if y[0] < x[1]:  # a hall cannot be in one briefing twice at once
                     raise Invalid(f"occurrences {x[2]} and {y[2]} of this briefing would overlap", field="start")
         sites = list(dict.fromkeys([*b.booked_sites, *(s for g in groups for s in g)]))
-        all_sites = list(dict.fromkeys([*sites, *plan.old_sites]))
+        # every site the briefing may still hold a booking at: its old sites and its frozen occurrences'
+        frozen_sites = (c for r in recs.values() for c in r.invited_sites)
+        all_sites = list(dict.fromkeys([*sites, *plan.old_sites, *frozen_sites]))
         key_list = [keys.briefing(b.id), keys.briefing_bookings(b.id), keys.BRIEFING_IDS, keys.SCHED_TIMELINE, keys.briefing_occurrences(b.id)]
         index: dict[str, int] = {}
         for code in all_sites:

@@ -107,6 +107,14 @@ async def test_double_booking_is_a_409_listing_each_conflict(client, api_token):
     (c,) = err["conflicts"]
     assert c["briefing_id"] == first["id"] and c["title"] == "Giao ban tuần" and c["sites"] == ["YB-MCC-MODE"]
     assert c["starts_at"] == first["occurrences"][0]["starts_at"]
+    # the dry run (what the form's "check" button does) answers the same and writes nothing
+    org2 = await api_token("organizer", "org2")
+    resp = await client.post("/api/briefings?dry_run=1", json=body(selection={"sites": ["YB-MCC-MODE"]}, chair="YB-MCC-MODE"), headers=bearer(org2))
+    assert resp.status == 409 and (await resp.json())["conflicts"][0]["briefing_id"] == first["id"]
+    resp = await client.post("/api/briefings?dry_run=1", json=body(selection={"sites": ["YB-NL"]}, chair="YB-NL"), headers=bearer(org2))
+    assert resp.status == 200 and await resp.json() == {"ok": True, "conflicts": []}
+    listed = await (await client.get(f"/api/briefings?from={DAY}", headers=bearer(org2))).json()
+    assert [o["briefing_id"] for o in listed["occurrences"]] == [first["id"]]
 
 
 async def test_chair_cannot_create_but_can_read_and_start(client, api_token):
@@ -274,12 +282,14 @@ async def test_form_shows_errors_and_conflicts_inline(client, login, api_token):
     await create(client, await api_token("organizer", "org2"))
     await login(client, "organizer")
     resp = await client.post("/briefings/new", data=with_sites(form(title="", _csrf=client.csrf), ["YB-NL"]))
-    assert resp.status == 422 and 'id="err-title"' in await resp.text()
+    html = await resp.text()
+    assert resp.status == 422 and 'id="err-title"' in html and "Cần nhập tiêu đề." in html  # said in Vietnamese
     resp = await client.post("/briefings/new", data=with_sites(form(_csrf=client.csrf), []))
     assert resp.status == 422 and 'id="err-selection"' in await resp.text()
     resp = await client.post("/briefings/new", data=with_sites(form(_csrf=client.csrf, action="check"), ["YB-MCC-MODE"]))
     html = await resp.text()
     assert resp.status == 409 and 'id="conflicts"' in html and "Giao ban tuần" in html and "org2" in html
+    assert re.search(r'commune clash" data-name="[^"]+"><input type="checkbox" name="site" value="YB-MCC-MODE"', html)  # marked in the picker
     resp = await client.post("/briefings/new", data=with_sites(form(_csrf=client.csrf, action="check", chair="YB-NL"), ["YB-NL"]))
     assert resp.status == 200 and 'id="check-ok"' in await resp.text()
 
@@ -366,3 +376,57 @@ async def test_moving_an_occurrence_into_the_past_is_refused(client, api_token):
     assert resp.status == 422 and (await resp.json())["field"] == "start"
     resp = await client.patch(f"/api/briefings/{b['id']}/occurrences/{occ}", json={}, headers=bearer(token))
     assert resp.status == 400
+
+
+async def test_page_moves_one_occurrence_and_says_why_it_cannot(client, login, api_token):
+    b = await create(client, await api_token("organizer", "organizer1"), rrule="FREQ=WEEKLY;BYDAY=MO;COUNT=3")
+    tuesday = (MONDAY + timedelta(days=8)).isoformat()
+    wednesday = (MONDAY + timedelta(days=9)).isoformat()
+    await create(client, await api_token("organizer", "org2"), selection={"sites": ["YB-MCC-MODE"]}, chair="YB-MCC-MODE",
+                 start=f"{wednesday}T08:00", end=f"{wednesday}T09:00")
+    await login(client, "organizer")
+    second, third = b["occurrences"][1]["id"], b["occurrences"][2]["id"]
+
+    async def move(occ, day, start, end):
+        return await client.post(f"/briefings/{b['id']}/occurrences/{occ}/move",
+                                 data={"_csrf": client.csrf, "date": day, "start_time": start, "end_time": end}, allow_redirects=False)
+
+    resp = await move(second, tuesday, "14:00", "15:30")
+    assert resp.status == 303 and resp.headers["Location"] == f"/briefings/{b['id']}"
+    occ = await (await client.get(f"/api/briefings/{b['id']}/occurrences/{second}")).json()
+    assert occ["moved"] and occ["starts_at"] == f"{tuesday}T07:00:00Z" and occ["ends_at"] == f"{tuesday}T08:30:00Z"
+    resp = await move(third, wednesday, "09:30", "10:00")  # its lobby (08:30) meets org2's briefing at Mồ Dề
+    assert resp.status == 303 and resp.headers["Location"].endswith("?error=conflict")
+    page = await (await client.get(resp.headers["Location"])).text()
+    assert 'id="action-error"' in page and "Trùng lịch" in page
+    resp = await move(third, tuesday, "15:00", "16:00")  # onto the moved second one
+    assert resp.headers["Location"].endswith("?error=invalid")
+    occ = await (await client.get(f"/api/briefings/{b['id']}/occurrences/{third}")).json()
+    assert not occ["moved"]
+
+
+async def test_metrics_count_state_changes(client, api_token):
+    b = await create(client, await api_token("organizer"), start=f"{(date.today() + timedelta(days=1)).isoformat()}T08:00",
+                     end=f"{(date.today() + timedelta(days=1)).isoformat()}T10:00")
+    occ = b["occurrences"][0]["id"]
+    await client.post(f"/api/briefings/{b['id']}/occurrences/{occ}/start", headers=bearer(await api_token("chair")))
+    text = await (await client.get("/metrics")).text()
+    assert 'confsvc_sched_transitions_total{by="person",state="live"} 1.0' in text
+    assert "confsvc_sched_clock_leader" in text
+
+
+async def test_a_bad_change_is_refused_and_writes_nothing(client, api_token, redis):
+    token = await api_token("organizer")
+    b = await create(client, token, rrule="FREQ=WEEKLY;BYDAY=MO;COUNT=3")
+    before = await redis.hgetall(keys.briefing(b["id"]))
+    for change, field in [
+        ({"end": f"{DAY}T07:00"}, "end"),
+        ({"selection": {"sites": ["YB-NOWHERE"]}}, "selection.sites"),
+        ({"selection": {}}, "selection"),
+        ({"rrule": "FREQ=WEEKLY;BYDAY=MO;COUNT=200"}, "rrule"),
+        ({"start": f"{PAST}T08:00"}, "start"),
+        ({"title": ""}, "title"),
+    ]:
+        resp = await client.patch(f"/api/briefings/{b['id']}", json=change, headers=bearer(token))
+        assert resp.status == 422 and (await resp.json())["field"] == field, change
+    assert await redis.hgetall(keys.briefing(b["id"])) == before

@@ -148,3 +148,31 @@ async def test_a_moved_occurrence_is_opened_at_its_new_time(redis, world):
     assert await c.tick() == []
     clock.t = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)  # 13:00 local: the new lobby
     assert [str(x.state) for x in await c.tick()] == ["open"]
+
+
+async def test_clock_stops_even_when_a_cancel_lands_inside_a_redis_call(redis, world):
+    """redis-py can turn a cancellation inside a command into a ConnectionError; shutdown must not hang."""
+    import asyncio
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    svc, clock, b = world
+    entered = asyncio.Event()
+
+    async def due(now, limit=200):
+        entered.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise RedisConnectionError("connection lost while reading") from None
+        return []
+
+    svc.due = due
+    c = node(redis, svc, clock)
+
+    async def run_and_stop():
+        async with c.running():
+            await entered.wait()
+
+    await asyncio.wait_for(run_and_stop(), timeout=30)  # a liveness guard, not a timing assert
+    assert await redis.get(keys.CLOCK_LOCK) is None  # released on the way out

@@ -198,3 +198,34 @@ async def test_chair_starts_early_and_ends_early_then_read_only(svc):
         await svc.update(b.id, {"title": "x"}, ORG)
     with pytest.raises(BadTransition):
         await svc.cancel_occurrence(oid, ORG)
+
+
+async def test_changing_the_series_time_keeps_a_cancelled_date_cancelled(svc):
+    b = await svc.create(body(rrule="FREQ=WEEKLY;BYDAY=MO;COUNT=3"), ORG)
+    await svc.cancel_occurrence(f"{b.id}-20261130T0100Z", ORG)
+    await svc.update(b.id, {"start": "2026-11-23T09:00", "end": "2026-11-23T11:00"}, ORG)
+    occs = await svc.occurrences(b.id)
+    assert [(o.id[-14:], o.state) for o in occs] == [
+        ("20261123T0200Z", State.SCHEDULED), ("20261130T0200Z", State.CANCELLED), ("20261207T0200Z", State.SCHEDULED)]
+
+
+async def test_site_feed_keeps_recent_history_only(svc):
+    b = await svc.create(body(), ORG)
+    assert [x.id for x, _ in await svc.for_site("YB-MCC")] == [b.id]
+    assert [x.id for x, _ in await svc.for_site("YB")] == [b.id]  # the chair's hall too
+    assert await svc.for_site("YB-NL") == []
+    svc.now.t = datetime(2027, 6, 1, tzinfo=UTC)  # long after it ended
+    assert await svc.for_site("YB-MCC") == []
+
+
+async def test_ending_early_frees_the_halls_for_the_rest_of_the_window(redis, svc):
+    svc.now.t = datetime(2026, 11, 23, 0, 10, tzinfo=UTC)
+    b = await svc.create(body(start="2026-11-23T08:00", end="2026-11-23T11:00"), ORG)
+    oid = f"{b.id}-20261123T0100Z"
+    with pytest.raises(Conflict):
+        await svc.create(body(title="Sau", start="2026-11-23T10:30", end="2026-11-23T11:30"), Actor("org2"))
+    await svc.start_now(oid, Actor("chair1"))
+    await svc.end_now(oid, Actor("chair1"))
+    assert await svc.current_for_site("YB-MCC", svc.now.t) is None
+    assert await redis.zcard(keys.site_bookings("YB-MCC")) == 0 and await redis.scard(keys.briefing_bookings(b.id)) == 0
+    await svc.create(body(title="Sau", start="2026-11-23T10:30", end="2026-11-23T11:30"), Actor("org2"))
