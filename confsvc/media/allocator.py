@@ -25,12 +25,14 @@ lower temporal caps (when the source has temporal layers), then *paused* (audio 
 - Down fast: a slot whose step costs more than its share of the estimate (with ``keep_margin``
   tolerance for bitrate noise) goes at once to the best step that fits.
 - Up slowly: one step at a time, only after the link has been stable (no congestion signal) for
-  ``stable_hold`` seconds and the slot has not changed for ``up_hold`` seconds; when the next step
-  fits the estimate it is taken; when it does not (the estimate is only known up to what we send),
-  the allocator *probes*: it raises the estimate to what the next step needs and takes it. If a
-  congestion signal follows within ``probe_window``, the estimate drops and the slot steps back
-  (down-fast rule), and the next probe waits twice as long (``probe_backoff`` .. ``probe_backoff_max``);
-  a probe that holds resets the back-off.
+  ``stable_hold`` seconds and the slot has not changed for ``up_hold`` seconds. When the next step
+  fits the estimate it is taken. When it does not (a REMB says little above 1.5 x what we send),
+  the allocator *probes* without changing any layer: for ``probe_window`` seconds the room pads
+  the slot with duplicates of packets already sent (receivers drop duplicates; their estimators
+  count them) up to what the next step needs. If a congestion signal comes, the probe stops, the
+  estimate drops (and with it, if need be, the layer: down-fast), and the next probe waits twice
+  as long (``probe_backoff`` .. ``probe_backoff_max``); if none comes, the estimate is raised to
+  the probed rate and the slot steps up. A failed probe therefore costs no layer switch.
 - A person's choice wins: a pinned slot keeps its layer (``"off"``: paused), and "low data" caps
   the estimate at ``low_data_bps``.
 """
@@ -205,9 +207,9 @@ class Choice:
 class AllocatorConfig:
     up_hold: float = 2.0  # a slot stays at least this long on a step before going up
     stable_hold: float = 3.0  # no congestion signal for this long before any upgrade
-    probe_window: float = 2.5  # a congestion signal this soon after a probe fails it
+    probe_window: float = 2.0  # a probe that sees no congestion signal for this long succeeds
     probe_backoff: float = 3.0
-    probe_backoff_max: float = 12.0
+    probe_backoff_max: float = 8.0
     keep_margin: float = 1.15  # the current step is kept while it costs <= margin x its share
     low_data_bps: int = 300_000
 
@@ -220,6 +222,7 @@ class _SlotState:
     bps: int = 0
     changed_at: float = float("-inf")
     switches: int = 0
+    pinned: bool = False
 
 
 @dataclass
@@ -227,6 +230,8 @@ class _Probe:
     slot: str
     started: float
     congestion_before: int
+    extra_bps: int
+    target_bps: int
 
 
 @dataclass
@@ -264,16 +269,15 @@ class Allocator:
                 step = next((s for s in steps if s.layer == layer and s.tid == ALL_TIDS), None) or \
                     (steps[-1] if layer == PAUSED else min(steps[:-1], key=lambda s: abs(s.layer - layer)))
                 self._set(st, now, step, d.source)
+                st.pinned = True
                 out[d.name] = Choice(step.layer, step.tid, step.bps, f"pinned {d.pin}")
                 budget -= step.bps
                 continue
             fit = next((i for i, s in enumerate(steps) if s.bps <= budget), len(steps) - 1)
-            if st.source != d.source or st.changed_at == float("-inf"):
-                # a new source (or a new slot): the best step that fits; after another source, also
-                # no dearer than what the slot carried (a source change is never an upgrade)
-                if st.source is not None and st.changed_at != float("-inf"):
-                    fit = next((i for i in range(fit, len(steps)) if steps[i].bps <= st.bps), len(steps) - 1)
-                step, reason = steps[fit], "new source"
+            if st.source != d.source or st.changed_at == float("-inf") or st.pinned:
+                # a new source, a new slot or the end of a pin: the best step that fits the estimate
+                step, reason = steps[fit], "new source" if not st.pinned else "unpinned"
+                st.pinned = False
             else:
                 cur = self._index(steps, st)
                 if steps[cur].bps > max(budget, 0) * cfg.keep_margin and fit > cur:
@@ -294,28 +298,34 @@ class Allocator:
                                                for c in out.values()):
             d, st, step, _ = probe_candidate
             extra = step.bps - st.bps
-            if self.low_data and est.bps + extra > cfg.low_data_bps:
-                return out  # "low data" is the limit, not the link: nothing to probe for
-            est.probe(int(est.bps + extra))
-            self.probe = _Probe(d.name, now, est.congestion_events)
-            self.probes += 1
-            self._set(st, now, step, d.source)
-            out[d.name] = Choice(step.layer, step.tid, step.bps, "up: probing")
+            total = sum(c.bps for c in out.values()) + audio_bps + extra
+            if not (self.low_data and total > cfg.low_data_bps):  # "low data" is the limit, not the link
+                self.probe = _Probe(d.name, now, est.congestion_events, extra, total)
+                self.probes += 1
         return out
+
+    def probe_bps(self) -> tuple[str, int] | None:
+        """While probing: (slot name, extra bits/s) that the sender must add on that slot (padding
+        made of duplicates of packets already sent), to show whether the link carries the next step
+        before any layer changes."""
+        p = self.probe
+        return (p.slot, p.extra_bps) if p is not None else None
 
     def _finish_probe(self, now: float, est: Estimator) -> None:
         p = self.probe
         if p is None:
             return
-        if est.congestion_events > p.congestion_before:
+        if est.congestion_events > p.congestion_before or est.unstable_at > p.started:
             # the link could not carry it: the estimate is already down; wait longer next time
             self.failed_probes += 1
             self.backoff = min(self.cfg.probe_backoff_max, max(self.cfg.probe_backoff, self.backoff * 2))
             self.next_probe_at = now + self.backoff
             self.probe = None
         elif now - p.started >= self.cfg.probe_window:
+            # it held: the link carries the next step; the allocator takes it (up: fits the estimate)
+            est.probe(p.target_bps)
             self.backoff = 0.0
-            self.next_probe_at = now + self.cfg.probe_backoff
+            self.next_probe_at = now + self.cfg.up_hold + self.cfg.probe_window
             self.probe = None
 
     @staticmethod

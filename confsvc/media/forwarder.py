@@ -420,6 +420,8 @@ class Slot:
         self.layer_name = "off"
         self.reason = ""
         self.bitrate = 0.0  # what this slot sends, bits/s, smoothed per tick
+        self.probe_packets = 0  # duplicates sent as bandwidth probes
+        self.probe_bytes = 0
         self._meas: tuple[float, int, int] | None = None
 
     # -- output binding ----------------------------------------------------------------------
@@ -642,6 +644,42 @@ class Slot:
             n += 1
         self.counters.nack_repaired += n
         return n
+
+    def probe_send(self, nbytes: int, ext: bytes, max_packets: int = 48) -> int:
+        """Bandwidth probe (per tick, never per packet): resend up to ``nbytes`` of the packets this
+        slot sent last, newest first, each as it went out but with ``ext`` (a fresh abs-send-time
+        element, padded to 4 bytes) so the receiver's delay estimate sees them as sent now. Receivers
+        discard duplicates; their bandwidth estimators count them. Returns the bytes sent."""
+        p = self.producer
+        if p is None or not self.live or self.paused or nbytes <= 0:
+            return 0
+        last = (p.max_seq + self.seq_off) & 0xFFFF
+        sent = n = 0
+        for k in range(max_packets):
+            found = self.lookup_out((last - k) & 0xFFFF)
+            if found is None:
+                break
+            _producer, pkt, (seq_off, ts_off, pid_off, tl0_off) = found
+            hdr = self.hdr_pack(0x90, self.pt | pkt.m, (pkt.seq + seq_off) & 0xFFFF,
+                                (pkt.ts + ts_off) & 0xFFFFFFFF, self.ssrc, self.prefix)
+            vp8 = pkt.vp8
+            if vp8 is not None and vp8.pid_pos >= 0 and (pid_off or tl0_off or not vp8.pid_long):
+                payload = vp8_rewrite(pkt.payload, vp8, pkt.pid + pid_off, pkt.tl0 + tl0_off)
+            else:
+                payload = pkt.payload
+            data = b"".join((hdr, ext, payload))
+            try:
+                self.send(self.protect(data))
+            except Exception:  # noqa: BLE001
+                self.counters.send_errors += 1
+                break
+            sent += len(data)
+            n += 1
+            if sent >= nbytes:
+                break
+        self.probe_packets += n
+        self.probe_bytes += sent
+        return sent
 
     # -- sender report ------------------------------------------------------------------------
 

@@ -60,7 +60,7 @@ from confsvc.media.config import MediaConfig
 from confsvc.media.counters import Counters
 from confsvc.media.forwarder import ABS_SEND_TIME_ID, AUDIO_LEVEL_ID, MID_ID, Producer, Slot
 from confsvc.media.ingress import Ingress
-from confsvc.media.rtp import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, ntp_time
+from confsvc.media.rtp import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, abs_send_time, ntp_time
 from confsvc.media.speakers import SpeakerDetector
 
 logger = logging.getLogger(__name__)
@@ -929,6 +929,7 @@ class Room:
         if now >= self._next_alloc:
             self._next_alloc = now + cfg.alloc_interval
             self._adapt(now)
+        self._send_probes(now, wall)
         for p in list(self.participants.values()):
             if p._refresh_sinks():
                 self._retarget(p)
@@ -967,6 +968,25 @@ class Room:
                 self._allocate(p, now)
         if resorted:
             self._retarget_all()
+
+    def _send_probes(self, now: float, wall: float) -> None:
+        """Pad the slots that the allocators probe on, at the probed extra rate, a burst per tick."""
+        ext = None
+        for p in self.participants.values():
+            probe = p.allocator.probe_bps()
+            if probe is None:
+                p._probe_at = now  # type: ignore[attr-defined]
+                continue
+            slot = p.slots.get(probe[0])
+            last = getattr(p, "_probe_at", now)
+            p._probe_at = now  # type: ignore[attr-defined]
+            if slot is None:
+                continue
+            if ext is None:
+                ast = abs_send_time(wall)
+                ext = bytes(((ABS_SEND_TIME_ID << 4) | 2, ast >> 16, (ast >> 8) & 0xFF, ast & 0xFF))
+            nbytes = int(probe[1] / 8 * min(max(now - last, 0.0), 0.3))
+            slot.probe_send(nbytes, ext)
 
     # -- stats ------------------------------------------------------------------------------
 
