@@ -222,7 +222,7 @@ class _SlotState:
     bps: int = 0
     changed_at: float = float("-inf")
     switches: int = 0
-    pinned: bool = False
+    fresh: bool = False  # allocate afresh next round (a pin or low data ended)
 
 
 @dataclass
@@ -246,10 +246,15 @@ class Allocator:
     backoff: float = 0.0
     probes: int = 0
     failed_probes: int = 0
+    _was_low_data: bool = False
 
     def update(self, now: float, est: Estimator, demands: list[Demand], audio_bps: int = 0) -> dict[str, Choice]:
         cfg = self.cfg
         self._finish_probe(now, est)
+        if self._was_low_data and not self.low_data:
+            for st in self.slots.values():
+                st.fresh = True
+        self._was_low_data = self.low_data
         budget = est.bps
         if self.low_data:
             budget = min(budget, cfg.low_data_bps)
@@ -269,15 +274,15 @@ class Allocator:
                 step = next((s for s in steps if s.layer == layer and s.tid == ALL_TIDS), None) or \
                     (steps[-1] if layer == PAUSED else min(steps[:-1], key=lambda s: abs(s.layer - layer)))
                 self._set(st, now, step, d.source)
-                st.pinned = True
+                st.fresh = True
                 out[d.name] = Choice(step.layer, step.tid, step.bps, f"pinned {d.pin}")
                 budget -= step.bps
                 continue
             fit = next((i for i, s in enumerate(steps) if s.bps <= budget), len(steps) - 1)
-            if st.source != d.source or st.changed_at == float("-inf") or st.pinned:
+            if st.source != d.source or st.changed_at == float("-inf") or st.fresh:
                 # a new source, a new slot or the end of a pin: the best step that fits the estimate
-                step, reason = steps[fit], "new source" if not st.pinned else "unpinned"
-                st.pinned = False
+                step, reason = steps[fit], "new source" if not st.fresh else "reallocated"
+                st.fresh = False
             else:
                 cur = self._index(steps, st)
                 if steps[cur].bps > max(budget, 0) * cfg.keep_margin and fit > cur:
