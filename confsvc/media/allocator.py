@@ -144,6 +144,9 @@ class Estimator:
             if prev is not None and remb < prev * cfg.remb_drop:
                 # the receiver saw overuse: its new value is 0.85 x the throughput it measured
                 self._congested(now, remb)
+            elif prev is None and self.sent_bps and remb < self.sent_bps * 0.9:
+                # the first REMB is the throughput the receiver measured: less than we send
+                self._congested(now, remb)
             elif remb > self.bps:
                 self.bps = min(cfg.max_bps, remb)
         if loss is not None:
@@ -211,6 +214,7 @@ class AllocatorConfig:
     probe_backoff: float = 3.0
     probe_backoff_max: float = 8.0
     keep_margin: float = 1.15  # the current step is kept while it costs <= margin x its share
+    pause_below: float = 0.6  # video pauses when its share is below this x the lowest step
     low_data_bps: int = 300_000
 
 
@@ -279,6 +283,9 @@ class Allocator:
                 budget -= step.bps
                 continue
             fit = next((i for i, s in enumerate(steps) if s.bps <= budget), len(steps) - 1)
+            if fit == len(steps) - 1 and st.layer != PAUSED and len(steps) > 1 \
+                    and budget >= steps[-2].bps * cfg.pause_below and est.loss <= est.cfg.loss_high:
+                fit = len(steps) - 2  # pausing is the last resort: only when clearly below the lowest step
             if st.source != d.source or st.changed_at == float("-inf") or st.fresh:
                 # a new source, a new slot or the end of a pin: the best step that fits the estimate
                 step, reason = steps[fit], "new source" if not st.fresh else "reallocated"
