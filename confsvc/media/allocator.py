@@ -148,7 +148,9 @@ class Estimator:
                 # the first REMB is the throughput the receiver measured: less than we send
                 self._congested(now, remb)
             elif remb > self.bps:
-                self.bps = min(cfg.max_bps, remb)
+                # a rising REMB is at most 1.5 x what the receiver gets (AIMD clamp); beyond it is noise
+                ceiling = int(self.sent_bps * 1.5) + 10_000 if self.sent_bps else remb
+                self.bps = max(self.bps, min(cfg.max_bps, remb, ceiling))
         if loss is not None:
             self.loss = loss
             if loss > cfg.loss_high:
@@ -251,6 +253,7 @@ class Allocator:
     probes: int = 0
     failed_probes: int = 0
     _was_low_data: bool = False
+    last_down: float = float("-inf")  # loss reports just after a step down are about the old rate
 
     def update(self, now: float, est: Estimator, demands: list[Demand], audio_bps: int = 0) -> dict[str, Choice]:
         cfg = self.cfg
@@ -284,7 +287,8 @@ class Allocator:
                 continue
             fit = next((i for i, s in enumerate(steps) if s.bps <= budget), len(steps) - 1)
             if fit == len(steps) - 1 and st.layer != PAUSED and len(steps) > 1 \
-                    and budget >= steps[-2].bps * cfg.pause_below and est.loss <= est.cfg.loss_high:
+                    and budget >= steps[-2].bps * cfg.pause_below \
+                    and (est.loss <= est.cfg.loss_high or now - self.last_down < est.cfg.loss_hold):
                 fit = len(steps) - 2  # pausing is the last resort: only when clearly below the lowest step
             if st.source != d.source or st.changed_at == float("-inf") or st.fresh:
                 # a new source, a new slot or the end of a pin: the best step that fits the estimate
@@ -294,6 +298,7 @@ class Allocator:
                 cur = self._index(steps, st)
                 if steps[cur].bps > max(budget, 0) * cfg.keep_margin and fit > cur:
                     step, reason = steps[fit], "down: over the estimate"
+                    self.last_down = now
                 elif fit < cur and stable and now - st.changed_at >= cfg.up_hold:
                     step, reason = steps[cur - 1], "up: fits the estimate"
                 else:

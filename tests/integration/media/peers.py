@@ -34,7 +34,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirna
 
 from confsvc.media.hooks import restrict_ice  # noqa: E402
 
-ADDRS = ["127.0.0.1"]
+# the addresses every peer gathers on: 127.0.0.1, or the subscriber end of a shaped link (a peers
+# process started inside that link's network namespace)
+ADDRS = os.environ.get("CONFSVC_PEER_ADDRS", "127.0.0.1").split(",")
 
 
 class DecodeErrors(logging.Handler):
@@ -118,7 +120,12 @@ class Sub:
                 return
             now = time.monotonic()
             if track.kind == "video":
-                v = self.video.setdefault(mid, {"frames": 0, "first": now, "sizes": [], "by_size": {}})
+                v = self.video.setdefault(mid, {"frames": 0, "first": now, "sizes": [], "by_size": {},
+                                                "last": now, "gaps": []})
+                gap = now - v["last"]
+                if gap > 0.5:  # a freeze: no decoded frame for over 500 ms
+                    v["gaps"].append([round(v["last"], 3), round(gap, 3)])
+                v["last"] = now
                 v["frames"] += 1
                 size = f"{frame.width}x{frame.height}"
                 v["by_size"][size] = v["by_size"].get(size, 0) + 1
@@ -180,6 +187,7 @@ class Peers:
     def __init__(self) -> None:
         self.pubs: dict[str, tuple[RTCPeerConnection, list]] = {}
         self.subs: dict[str, Sub] = {}
+        self.layered: dict = {}
         self.errors = DecodeErrors()
         logging.getLogger("aiortc.rtcrtpreceiver").addHandler(self.errors)
 
@@ -199,7 +207,25 @@ class Peers:
         self.pubs[name] = (pc, tracks)
         return {"offer": pc.localDescription.sdp}
 
+    async def op_publish_layers(self, name: str, small: bool = True, seconds: int = 6) -> dict:
+        """A layered camera (bench/_layers.py: pre-encoded VP8 layers + Opus): the offer and the
+        ``layers`` list of its publish message."""
+        from bench import _layers
+
+        media = _layers.load_or_build(_layers.SMALL if small else _layers.CHAIR, seconds=seconds)
+        pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        pub = _layers.LayeredPublisher(media, pc)
+        offer = await pub.offer(restrict=lambda pc: restrict_ice(pc, ADDRS))
+        self.pubs[name] = (pc, [])
+        self.layered[name] = pub
+        return {"offer": offer, "layers": pub.layers()}
+
     async def op_answer(self, name: str, sdp: str) -> dict:
+        pub = self.layered.get(name)
+        if pub is not None:
+            await pub.accept(sdp)
+            pub.start()
+            return {}
         await self.pubs[name][0].setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         return {}
 
@@ -246,13 +272,19 @@ class Peers:
             sent += 1
         return {"sent": sent, "refused": refused}
 
+    async def op_set_drop(self, name: str, drop: float) -> dict:
+        """Random loss at this subscriber's socket from now on (where tc netem is missing)."""
+        self.subs[name].drop = drop
+        return {}
+
     async def op_stall(self, name: str) -> dict:
         self.subs[name].stalled.set()
         return {}
 
     async def op_stats(self) -> dict:
         return {
-            "pubs": {n: {"frames": sum(getattr(t, "frames", 0) for t in tr), "connection": pc.connectionState}
+            "pubs": {n: {"frames": sum(getattr(t, "frames", 0) for t in tr), "connection": pc.connectionState,
+                         **({"sent": self.layered[n].sent} if n in self.layered else {})}
                      for n, (pc, tr) in self.pubs.items()},
             "subs": {n: s.stats() for n, s in self.subs.items()},
             "decode_errors": self.errors.count,
@@ -260,6 +292,8 @@ class Peers:
         }
 
     async def op_close(self, name: str) -> dict:
+        if name in self.layered:
+            await self.layered.pop(name).stop()
         if name in self.pubs:
             await self.pubs.pop(name)[0].close()
         if name in self.subs:
