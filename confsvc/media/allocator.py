@@ -216,7 +216,8 @@ class AllocatorConfig:
     probe_backoff: float = 3.0
     probe_backoff_max: float = 8.0
     keep_margin: float = 1.15  # the current step is kept while it costs <= margin x its share
-    pause_below: float = 0.6  # video pauses when its share is below this x the lowest step
+    pause_below: float = 0.6  # video pauses at once when its share is below this x the lowest step
+    pause_after: float = 2.0  # (with heavy loss), else after this long below the lowest step
     low_data_bps: int = 300_000
 
 
@@ -229,6 +230,7 @@ class _SlotState:
     changed_at: float = float("-inf")
     switches: int = 0
     fresh: bool = False  # allocate afresh next round (a pin or low data ended)
+    below_since: float | None = None  # since when the lowest step has not fitted
 
 
 @dataclass
@@ -286,10 +288,18 @@ class Allocator:
                 budget -= step.bps
                 continue
             fit = next((i for i, s in enumerate(steps) if s.bps <= budget), len(steps) - 1)
-            if fit == len(steps) - 1 and st.layer != PAUSED and len(steps) > 1 \
-                    and budget >= steps[-2].bps * cfg.pause_below \
-                    and (est.loss <= est.cfg.loss_high or now - self.last_down < est.cfg.loss_hold):
-                fit = len(steps) - 2  # pausing is the last resort: only when clearly below the lowest step
+            if fit == len(steps) - 1 and st.layer != PAUSED and len(steps) > 1 and st.source == d.source \
+                    and not st.fresh:
+                # pausing is the last resort: only when clearly below the lowest step, or below it
+                # for pause_after seconds (a REMB right after congestion is often far too low)
+                if st.below_since is None:
+                    st.below_since = now
+                clearly = budget < steps[-2].bps * cfg.pause_below and \
+                    est.loss > est.cfg.loss_high and now - self.last_down >= est.cfg.loss_hold
+                if not clearly and now - st.below_since < cfg.pause_after:
+                    fit = len(steps) - 2
+            else:
+                st.below_since = None
             if st.source != d.source or st.changed_at == float("-inf") or st.fresh:
                 # a new source, a new slot or the end of a pin: the best step that fits the estimate
                 step, reason = steps[fit], "new source" if not st.fresh else "reallocated"

@@ -177,6 +177,24 @@ class Sub:
 
         dtls._handle_rtp_data = on_rtp
         dtls._handle_rtcp_data = on_rtcp
+        self.tasks.append(asyncio.ensure_future(self.renack()))
+
+    async def renack(self) -> None:
+        """Like a browser, ask again every 100 ms for packets still missing: aiortc asks once, and its
+        video jitter buffer then waits for a lost retransmission until 512 packets have passed."""
+        while True:
+            await asyncio.sleep(0.1)
+            for t in self.pc.getTransceivers():
+                r = t.receiver
+                gen = getattr(r, "_RTCRtpReceiver__nack_generator", None)
+                streams = getattr(r, "_RTCRtpReceiver__remote_streams", {})
+                if gen is None or not gen.missing or not streams:
+                    continue
+                try:
+                    for ssrc in list(streams):
+                        await r._send_rtcp_nack(ssrc, sorted(gen.missing))
+                except Exception:  # noqa: BLE001
+                    pass
 
     def stats(self) -> dict:
         return {"video": self.video, "audio": self.audio, "srs": self.srs[-40:], "dropped": self.dropped,

@@ -140,7 +140,10 @@ def test_remb_collapse_goes_down_at_once_and_audio_is_kept():
     run.tick(remb=300_000)  # the receiver saw overuse: 0.85 x what it measured
     assert run.layer() == 2, run.choices  # 150k + 40k audio fit in 300k; 500k does not
     run.tick(remb=60_000)
-    assert run.choices["stage"].paused  # below the lowest layer (no temporal layers): video pauses
+    assert run.layer() == 2  # below the lowest layer: pausing is the last resort, not the first reaction
+    for _ in range(int(2.0 / TICK)):
+        run.tick()
+    assert run.choices["stage"].paused  # still below it 2 s later (no temporal layers): video pauses
 
 
 def test_remb_collapse_with_temporal_layers_drops_frame_rate_before_pausing():
@@ -154,6 +157,8 @@ def test_remb_collapse_with_temporal_layers_drops_frame_rate_before_pausing():
     run.tick(remb=40_000)  # a little short of the lowest step (60k): video is kept, pausing is the last resort
     assert (run.layer(), run.choices["stage"].tid) == (2, 0)
     run.tick(remb=30_000)
+    for _ in range(int(2.0 / TICK)):
+        run.tick()
     assert run.choices["stage"].paused
 
 
