@@ -345,6 +345,8 @@ class Allocator:
         if est.congestion_events > p.congestion_before or est.unstable_at > p.started:
             # the link could not carry it: the estimate is already down; wait longer next time
             self.failed_probes += 1
+            # what flowed before the probe was stable: the probe's own overshoot says nothing below it
+            est.bps = max(est.bps, p.target_bps - p.extra_bps)
             self.backoff = min(self.cfg.probe_backoff_max, max(self.cfg.probe_backoff, self.backoff * 2))
             self.next_probe_at = now + self.backoff
             self.probe = None

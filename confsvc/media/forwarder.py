@@ -423,7 +423,7 @@ class Slot:
         self.probe_packets = 0  # duplicates sent as bandwidth probes
         self.fresh_out_seq = 0  # the out seq of the keyframe this slot last switched at
         self.has_fresh = False
-        self.padded = 0  # NACKs of superseded packets answered with padding
+        self.superseded = 0  # NACKs of packets from before the last switch's keyframe (not resent)
         self.probe_bytes = 0
         self._meas: tuple[float, int, int] | None = None
 
@@ -635,16 +635,16 @@ class Slot:
 
     def retransmit(self, out_seqs: list[int]) -> int:
         """Answer a NACK from the packet cache. A packet sent before the keyframe this slot last
-        switched at (a layer or source change) is of no use to the decoder any more: it is answered
-        with a padding-only packet of the same number (a few bytes instead of a full packet on a link
-        that is often why the switch happened), so that the receiver's packet buffer moves on."""
+        switched at (a layer or source change) is of no use to the decoder any more and is not
+        resent: on a link that is often why the switch happened, it would only delay the new layer
+        (a browser stops asking for packets before a keyframe it has)."""
         n = 0
         fresh = self.fresh_out_seq if self.has_fresh else -1
         for out_seq in out_seqs:
             self.nacks += 1
             self.counters.nack_in += 1
             if fresh >= 0 and seq_newer(fresh, out_seq) and ((fresh - out_seq) & 0xFFFF) < 4096:
-                self._send_padding(out_seq)
+                self.superseded += 1
                 continue
             found = self.lookup_out(out_seq)
             if found is None:
@@ -659,17 +659,6 @@ class Slot:
             n += 1
         self.counters.nack_repaired += n
         return n
-
-    def _send_padding(self, out_seq: int) -> None:
-        found = self.lookup_out(out_seq)
-        ts = (found[1].ts + found[2][1]) & 0xFFFFFFFF if found is not None else self.last_ts
-        hdr = self.hdr_pack(0xB0, self.pt, out_seq, ts, self.ssrc, self.prefix)  # P bit: padding only
-        try:
-            # the 4-byte shared extension element (zeros: padding elements), then 4 bytes of padding
-            self.send(self.protect(hdr + b"\x00\x00\x00\x00\x00\x00\x00\x04"))
-            self.padded += 1
-        except Exception:  # noqa: BLE001
-            self.counters.send_errors += 1
 
     def probe_send(self, nbytes: int, ext: bytes, max_packets: int = 48) -> int:
         """Bandwidth probe (per tick, never per packet): resend up to ``nbytes`` of the packets this

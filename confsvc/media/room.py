@@ -164,6 +164,7 @@ class Participant:
         self.declared_layers = False
         self.audio_bps = 0.0
         self.sent_bps = 0.0
+        self.remb_covers_audio = True
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -524,8 +525,13 @@ class Participant:
                     self._keyframe_for(self._slots_by_ssrc.get(int.from_bytes(fci[i:i + 4], "big")))
             elif pkt.fmt == RTCP_PSFB_APP:
                 try:
-                    self.remb = unpack_remb_fci(pkt.fci)[0]
+                    bitrate, ssrcs = unpack_remb_fci(pkt.fci)
+                    self.remb = bitrate
                     self.remb_at = time.monotonic()
+                    # a browser's REMB covers the whole session; some receivers (aiortc) send one per
+                    # video stream, which leaves audio out of it
+                    audio = {s.ssrc for s in self.slots.values() if s.kind == "audio"}
+                    self.remb_covers_audio = not ssrcs or bool(audio.intersection(ssrcs))
                 except ValueError:
                     c.malformed_rtcp += 1
 
@@ -630,8 +636,15 @@ class Participant:
             if s.rtt is not None:
                 rtts.append(s.rtt)
         self.sent_bps, self.audio_bps = total, audio
+        # the estimate is of what the REMB covers: all we send, or (REMB per video stream) video only
+        covered = total if self.remb_covers_audio or self.remb is None else total - audio
         self.estimator.update(now, remb=self.remb, remb_at=self.remb_at if self.remb is not None else None,
-                              loss=loss, rtt=min(rtts) if rtts else None, sent_bps=int(total))
+                              loss=loss, rtt=min(rtts) if rtts else None, sent_bps=int(covered))
+
+    @property
+    def audio_reserve(self) -> int:
+        """What the allocator sets aside for audio out of the estimate."""
+        return int(self.audio_bps) if self.remb_covers_audio or self.remb is None else 0
 
     def _demands(self) -> list[Demand]:
         out = []
@@ -796,7 +809,7 @@ class Room:
             return
         demands = p._demands()
         if self.config.adapt:
-            choices = p.allocator.update(now, p.estimator, demands, int(p.audio_bps))
+            choices = p.allocator.update(now, p.estimator, demands, p.audio_reserve)
         else:
             choices = {d.name: Choice(0 if d.source else PAUSED, ALL_TIDS, 0, "adaptation off") for d in demands}
         age = self.config.replay_max_age

@@ -32,7 +32,41 @@ from aiortc.rtp import RtcpPacket, RtcpSrPacket
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
+from aiortc.jitterbuffer import JitterBuffer  # noqa: E402
+
 from confsvc.media.hooks import restrict_ice  # noqa: E402
+from confsvc.media.rtp import parse_vp8  # noqa: E402
+
+
+def _browser_like_keyframes() -> None:
+    """Subscribers' video jitter buffers drop what precedes a keyframe when a packet is missing
+    before it, as a browser's frame buffer does (it never waits for frames a keyframe makes useless).
+    aiortc's waits for every missing packet until 512 packets have passed: after a burst of loss on
+    a shaped link (lost retransmissions, holes older than its NACK window) that is half a minute
+    of frozen video at a low layer, whatever the node does."""
+    orig_add = JitterBuffer.add
+
+    def add(self, packet):
+        origin = self._origin
+        if self._is_video and origin is not None:
+            behind = (origin - packet.sequence_number) & 0xFFFF
+            if 0 < behind < 0x8000:
+                return False, None  # older than what was played: dropped (aiortc resets at 100 behind)
+        if self._is_video and origin is not None and packet.payload:
+            delta = (packet.sequence_number - origin) & 0xFFFF
+            if 0 < delta < self.capacity:
+                try:
+                    key = parse_vp8(packet.payload).keyframe
+                except ValueError:
+                    key = False
+                if key and any(self._packets[(origin + i) % self.capacity] is None for i in range(delta)):
+                    self.remove(delta)
+        return orig_add(self, packet)
+
+    JitterBuffer.add = add
+
+
+_browser_like_keyframes()
 
 # the addresses every peer gathers on: 127.0.0.1, or the subscriber end of a shaped link (a peers
 # process started inside that link's network namespace)
@@ -47,6 +81,8 @@ class DecodeErrors(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if "failed to decode" in record.getMessage():
             self.count += 1
+            if os.environ.get("ADAPT_DEBUG") and self.count <= 3:
+                print("decode error:", record.getMessage(), file=sys.stderr)
 
 
 class Pattern(VideoStreamTrack):
@@ -190,6 +226,12 @@ class Sub:
                 streams = getattr(r, "_RTCRtpReceiver__remote_streams", {})
                 if gen is None or not gen.missing or not streams:
                     continue
+                jb = getattr(r, "_RTCRtpReceiver__jitter_buffer", None)
+                origin = getattr(jb, "_origin", None)
+                if origin is not None:  # nothing from before what the buffer already let go of
+                    gen.missing = {q for q in gen.missing if ((q - origin) & 0xFFFF) < 0x8000}
+                    if not gen.missing:
+                        continue
                 try:
                     for ssrc in list(streams):
                         await r._send_rtcp_nack(ssrc, sorted(gen.missing))
@@ -207,7 +249,11 @@ class Peers:
         self.subs: dict[str, Sub] = {}
         self.layered: dict = {}
         self.errors = DecodeErrors()
-        logging.getLogger("aiortc.rtcrtpreceiver").addHandler(self.errors)
+        # aiortc reports a failed decode at WARNING: count it (the process logs only errors)
+        rlog = logging.getLogger("aiortc.rtcrtpreceiver")
+        rlog.setLevel(logging.WARNING)
+        rlog.propagate = False
+        rlog.addHandler(self.errors)
 
     async def op_publish(self, name: str, width: int = 320, height: int = 240, audio: bool = False,
                          video: bool = True, freq: float = 440.0, amplitude: int = 8000) -> dict:
