@@ -1,6 +1,6 @@
-"""Bandwidth adaptation with real aiortc subscribers, one of them behind a link shaped with tc (tbf;
-netem where the kernel has it, else random loss at the peer) between two network namespaces that
-the test makes and removes (bench/_netns.py).
+"""Bandwidth adaptation with real aiortc subscribers, one of them behind a link shaped with tc (tbf)
+between two network namespaces that the test makes and removes (bench/_netns.py; this machine's
+kernel has no sch_netem, so delay and random loss are not shaped here).
 
 The chair publishes three pre-encoded VP8 layers (640x360 ~800k, 320x180 ~250k, 160x90 ~85k) and
 Opus. Two subscribers sit on 127.0.0.1, one behind the shaped link. No wall-clock asserts: the
@@ -57,11 +57,11 @@ async def shaped_peers(link):
             await proc.wait()
 
 
-async def until(pred, within: float = 20.0, what: str = ""):
+async def until(pred, within: float = 20.0, what=lambda: ""):
     deadline = time.monotonic() + within
     while not pred():
         if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {within}s: {what}")
+            raise AssertionError(f"not reached within {within}s: {what()}")
         await asyncio.sleep(0.1)
 
 
@@ -98,7 +98,7 @@ async def test_a_shaped_subscriber_moves_to_a_fitting_layer_and_keeps_decoding(r
     shaped_at = time.monotonic()
     link.shape(kbit=300)  # carries 160x90 (~85k) + audio, not 320x180 (~260k) + audio + overhead
     await until(lambda: s.slots["stage"].layer_name == "low", within=20,
-                what=f"S on the low layer; S: {s.stats()['estimate']} {s.slots['stage'].stats()}")
+                what=lambda: f"S on the low layer; S: {s.stats()['estimate']} {s.slots['stage'].stats()}")
     fitted = time.monotonic() - shaped_at
     if os.environ.get("ADAPT_DEBUG"):
         for _ in range(16):
@@ -126,22 +126,27 @@ async def test_a_shaped_subscriber_moves_to_a_fitting_layer_and_keeps_decoding(r
            "layer_events": [(round(t - shaped_at, 2), pid, layer) for t, pid, _slot, layer in events]})
 
 
-async def test_heavy_loss_moves_down_and_the_link_coming_back_moves_up(room, peers, shaped_peers, link):
+async def test_when_the_link_comes_back_probing_brings_the_top_layer_back(room, peers, shaped_peers, link):
     chair, subs, s, mid, events = await setup(room, peers, shaped_peers, link)
-    if link.netem:
-        link.shape(kbit=None, loss=25)  # netem: a quarter of the packets dropped, no rate limit
-    else:  # no netem in this kernel: the subscriber drops a quarter of what it receives
-        await shaped_peers.call("set_drop", name="S", drop=0.25)
-    await until(lambda: s.slots["stage"].layer_name in ("mid", "low", "off"), within=20,
-                what=f"S below the top layer; {s.stats()['estimate']}")
-    if link.netem:
-        link.shape(kbit=None, loss=0)
-    else:
-        await shaped_peers.call("set_drop", name="S", drop=0.0)
+    link.shape(kbit=300)
+    await until(lambda: s.slots["stage"].layer_name == "low", within=20,
+                what=lambda: f"S on the low layer; {s.stats()['estimate']}")
+    await asyncio.sleep(3.0)
+    back_at = time.monotonic()
+    link.shape(kbit=None)
+    # one step at a time (low -> mid -> high), each after a padding probe that held
     await until(lambda: s.slots["stage"].layer_name == "high", within=40,
-                what=f"S back on top; {s.stats()['estimate']} {s.slots['stage'].stats()}")
-    st = await shaped_peers.stats()
-    assert by_size(st, "S", mid, TOP) > 20
+                what=lambda: f"S back on top; {s.stats()['estimate']} {s.slots['stage'].stats()}")
+    ups = [layer for t, pid, _slot, layer in events if pid == "S" and t > back_at]
+    # one step at a time; a receiver's overuse report just after a step up may send it back once
+    # (aiortc's REMB is 0.85 x the throughput it measured, still the lower layer's)
+    assert ups[0] == "mid" and ups[-1] == "high" and len(ups) <= 4, ups
+    assert all({a, b} != {"low", "high"} for a, b in zip(ups, ups[1:], strict=False)), ups
+    before = await shaped_peers.stats()
+    await asyncio.sleep(2.0)
+    after = await shaped_peers.stats()
+    assert by_size(after, "S", mid, TOP) - by_size(before, "S", mid, TOP) >= 30  # decoding the top layer
     assert all(p.slots["stage"].layer_name == "high" for p in subs)
-    print({"layer_events": [(pid, layer) for _t, pid, _slot, layer in events],
-           "probes": s.allocator.probes, "failed_probes": s.allocator.failed_probes})
+    assert s.allocator.probes >= 2 and s.slots["stage"].probe_packets > 0
+    print({"seconds_back_to_top": round(time.monotonic() - back_at, 2), "ups": ups, "probes": s.allocator.probes,
+           "failed_probes": s.allocator.failed_probes, "probe_packets": s.slots["stage"].probe_packets})
