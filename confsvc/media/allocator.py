@@ -216,8 +216,8 @@ class AllocatorConfig:
     probe_backoff: float = 3.0
     probe_backoff_max: float = 8.0
     keep_margin: float = 1.15  # the current step is kept while it costs <= margin x its share
-    pause_below: float = 0.6  # video pauses at once when its share is below this x the lowest step
-    pause_after: float = 2.0  # (with heavy loss), else after this long below the lowest step
+    pause_below: float = 0.6  # video pauses when its share stays below this x the lowest step
+    pause_after: float = 2.0  # for this long (or below the lowest step, with heavy loss)
     low_data_bps: int = 300_000
 
 
@@ -290,13 +290,15 @@ class Allocator:
             fit = next((i for i, s in enumerate(steps) if s.bps <= budget), len(steps) - 1)
             if fit == len(steps) - 1 and st.layer != PAUSED and len(steps) > 1 and st.source == d.source \
                     and not st.fresh:
-                # pausing is the last resort: only when clearly below the lowest step, or below it
-                # for pause_after seconds (a REMB right after congestion is often far too low)
+                # pausing is the last resort: only after pause_after seconds clearly below the lowest
+                # step (share < pause_below x its bitrate), or below it with heavy loss that is not
+                # about a higher step just left. A REMB after overuse is 0.85 x the payload
+                # throughput the receiver measured, so a layer that fits reads ~0.75 of its wire rate.
                 if st.below_since is None:
                     st.below_since = now
-                clearly = budget < steps[-2].bps * cfg.pause_below and \
-                    est.loss > est.cfg.loss_high and now - self.last_down >= est.cfg.loss_hold
-                if not clearly and now - st.below_since < cfg.pause_after:
+                clearly = budget < steps[-2].bps * cfg.pause_below or \
+                    (est.loss > est.cfg.loss_high and now - self.last_down >= est.cfg.loss_hold)
+                if not clearly or now - st.below_since < cfg.pause_after:
                     fit = len(steps) - 2
             else:
                 st.below_since = None
