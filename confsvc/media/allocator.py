@@ -110,6 +110,8 @@ class EstimatorConfig:
     loss_hold: float = 1.5  # a lossy report is acted on at most once per this many seconds
     remb_drop: float = 0.95  # a REMB below this share of the previous one is an overuse signal
     remb_timeout: float = 5.0  # a REMB older than this is not used
+    remb_soft: float = 0.65  # a REMB drop to at least this share of what we send is "soft" ...
+    remb_confirm: float = 3.0  # ... and is congestion only if another drop follows within this time
 
 
 class Estimator:
@@ -126,6 +128,7 @@ class Estimator:
         self.congested_at = float("-inf")  # last overuse or heavy loss
         self.unstable_at = float("-inf")  # last signal of any trouble (includes moderate loss)
         self._loss_cut_at = float("-inf")
+        self._soft_drop_at = float("-inf")
         self.congestion_events = 0
 
     def update(self, now: float, *, remb: int | None = None, remb_at: float | None = None,
@@ -142,8 +145,16 @@ class Estimator:
             prev = self.remb
             self.remb, self.remb_at = remb, remb_at
             if prev is not None and remb < prev * cfg.remb_drop:
-                # the receiver saw overuse: its new value is 0.85 x the throughput it measured
-                self._congested(now, remb)
+                # the receiver saw overuse: its new value is 0.85 x the throughput it measured. When
+                # that throughput is about what we send, one such report is as likely a delay spike
+                # (a busy receiver or node) as a full link: it only blocks upgrades; a second one
+                # soon after, or one far below what we send, is congestion.
+                if self.sent_bps and remb >= self.sent_bps * cfg.remb_soft and \
+                        now - self._soft_drop_at > cfg.remb_confirm:
+                    self._soft_drop_at = now
+                    self.unstable_at = now
+                else:
+                    self._congested(now, remb)
             elif prev is None and self.sent_bps and remb < self.sent_bps * 0.9:
                 # the first REMB is the throughput the receiver measured: less than we send
                 self._congested(now, remb)

@@ -152,7 +152,9 @@ def test_remb_collapse_with_temporal_layers_drops_frame_rate_before_pausing():
         run.tick(remb=2_400_000, loss=0.0)
     run.tick(remb=100_000)
     assert (run.layer(), run.choices["stage"].tid) == (2, 1)  # 90 kbps: the lowest layer at half rate
-    run.tick(remb=65_000)
+    run.tick(remb=65_000)  # near what we send (90k): one such drop could be a delay spike ...
+    assert (run.layer(), run.choices["stage"].tid) == (2, 1)
+    run.tick(remb=61_000)  # ... a second one soon after is congestion
     assert (run.layer(), run.choices["stage"].tid) == (2, 0)
     run.tick(remb=40_000)  # a little short of the lowest step (60k): video is kept, pausing is the last resort
     assert (run.layer(), run.choices["stage"].tid) == (2, 0)
@@ -175,6 +177,16 @@ def test_loss_burst_steps_down_once_per_report_window_not_in_a_cascade():
         run.tick()
     run.tick(loss=0.0)
     assert run.layer() == 1
+
+
+def test_one_remb_dip_near_what_we_send_is_not_congestion_but_blocks_upgrades():
+    run = Run()
+    for _ in range(int(5 / TICK)):
+        run.tick(remb=2_400_000, loss=0.0)
+    run.tick(remb=1_300_000)  # 0.85 x a throughput of about what we send: a delay spike?
+    assert run.layer() == 0 and run.est.congestion_events == 0
+    run.tick(remb=1_200_000)  # again: the link is full
+    assert run.layer() == 1 and run.est.congestion_events == 1
 
 
 def test_moderate_loss_holds_without_lowering():
