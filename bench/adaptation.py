@@ -108,7 +108,8 @@ async def run(args: argparse.Namespace) -> dict:
         subs = {}
         for name in ("U0", "U1"):
             p = room.add_participant(name)
-            reply = await main.call("subscribe", name=name, offer=await p.subscribe_offer())
+            op = "subscribe_light" if args.light else "subscribe"
+            reply = await main.call(op, name=name, offer=await p.subscribe_offer())
             await p.subscribe_answer(reply["answer"])
             subs[name] = p
         s = room.add_participant("S", ice_addresses=(link.node_addr,))
@@ -147,11 +148,30 @@ async def run(args: argparse.Namespace) -> dict:
         poller = asyncio.ensure_future(poll())
 
         def frames(st: dict, peer: str) -> int:
+            if "light" in st and peer in st["light"]:
+                return st["light"][peer].get(str(subs[peer].slots["stage"].ssrc), [0, 0])[1]
             return st["subs"][peer]["video"].get(mid, {}).get("frames", 0)
+
+        async def main_stats() -> dict:
+            st = await main.stats()
+            if args.light:
+                st["light"] = (await main.call("light_stats"))["light"]
+            return st
+
+        # light subscribers: frame arrivals every 100 ms, for stalls over 500 ms
+        light_marks: dict[str, list[tuple[float, int]]] = {"U0": [], "U1": []}
+
+        async def poll_light() -> None:
+            while not stop.is_set():
+                st = {"light": (await main.call("light_stats"))["light"]}
+                now = time.monotonic()
+                for n in light_marks:
+                    light_marks[n].append((now, frames(st, n)))
+                await asyncio.sleep(0.1)
 
         deadline = time.monotonic() + 40
         while True:
-            a, b = await main.stats(), await shaped.stats()
+            a, b = await main_stats(), await shaped.stats()
             if all(frames(a, n) >= 30 for n in ("U0", "U1")) and frames(b, "S") >= 30 and \
                     s.slots["stage"].producer is not None and s.slots["stage"].producer.layer == 0:
                 break
@@ -162,7 +182,8 @@ async def run(args: argparse.Namespace) -> dict:
         await asyncio.sleep(args.warmup)
 
         busy0, cpu0 = machine_busy(), self_cpu()
-        a0 = await main.stats()
+        a0 = await main_stats()
+        light_poller = asyncio.ensure_future(poll_light()) if args.light else None
         s_frames0 = frames(await shaped.stats(), "S")
         t_drop = time.monotonic()
         link.shape(kbit=args.low_kbit)
@@ -171,10 +192,12 @@ async def run(args: argparse.Namespace) -> dict:
         link.shape(kbit=args.high_kbit)
         await asyncio.sleep(args.after_seconds)
         t_end = time.monotonic()
-        a1, b1 = await main.stats(), await shaped.stats()
+        a1, b1 = await main_stats(), await shaped.stats()
         busy1, cpu1 = machine_busy(), self_cpu()
         stop.set()
         await poller
+        if light_poller is not None:
+            await light_poller
 
         def first_at(name: str, since: float, ok) -> float | None:
             state = None
@@ -193,8 +216,19 @@ async def run(args: argparse.Namespace) -> dict:
         freezes = [g for g in sv.get("gaps", []) if g[0] + g[1] > t_drop]
         window = t_end - t_drop
         others = {n: round((frames(a1, n) - frames(a0, n)) / window, 2) for n in ("U0", "U1")}
-        other_gaps = {n: [g for g in a1["subs"][n]["video"].get(mid, {}).get("gaps", []) if g[0] + g[1] > t_drop]
-                      for n in ("U0", "U1")}
+        if args.light:
+            other_gaps = {}
+            for n, marks in light_marks.items():
+                gaps, last_t, last_f = [], None, None
+                for t, f in marks:
+                    if last_f is None or f > last_f:
+                        if last_t is not None and t - last_t > 0.6:  # 100 ms polling: > 0.5 s stall
+                            gaps.append([last_t, t - last_t])
+                        last_t, last_f = t, f
+                other_gaps[n] = gaps
+        else:
+            other_gaps = {n: [g for g in a1["subs"][n]["video"].get(mid, {}).get("gaps", []) if g[0] + g[1] > t_drop]
+                          for n in ("U0", "U1")}
         busy = (busy1[0] - busy0[0]) / max(1e-9, busy1[1] - busy0[1])
         result = {
             "bench": "adaptation",
@@ -214,6 +248,8 @@ async def run(args: argparse.Namespace) -> dict:
                 "nacks_superseded": s.slots["stage"].superseded,
                 "decoded_fps": round((frames(b1, "S") - s_frames0) / window, 2),
             },
+            "unshaped_clients": "light: complete frames delivered (marker bits), no decoding, no RR/REMB"
+            if args.light else "aiortc, decoding",
             "unshaped_fps": others,
             "unshaped_min_fps": min(others.values()),
             "unshaped_freezes": {n: len(g) for n, g in other_gaps.items()},
@@ -246,6 +282,8 @@ def main() -> None:
     ap.add_argument("--after-seconds", type=float, default=30)
     ap.add_argument("--warmup", type=float, default=5)
     ap.add_argument("--trace", help="write the shaped subscriber's estimator inputs (JSON) here")
+    ap.add_argument("--decode-unshaped", dest="light", action="store_false",
+                    help="unshaped subscribers decode (aiortc) instead of counting frames (light clients)")
     args = ap.parse_args()
     why = unavailable()
     if why:

@@ -110,6 +110,7 @@ class EstimatorConfig:
     loss_hold: float = 1.5  # a lossy report is acted on at most once per this many seconds
     remb_drop: float = 0.95  # a REMB below this share of the previous one is an overuse signal
     remb_timeout: float = 5.0  # a REMB older than this is not used
+    stable_after: float = 3.0  # after this long without a congestion signal, what we send fits
     remb_soft: float = 0.65  # a REMB drop to at least this share of what we send is "soft" ...
     remb_confirm: float = 3.0  # ... and is congestion only if another drop follows within this time
 
@@ -162,6 +163,9 @@ class Estimator:
                 # a rising REMB is at most 1.5 x what the receiver gets (AIMD clamp); beyond it is noise
                 ceiling = int(self.sent_bps * 1.5) + 10_000 if self.sent_bps else remb
                 self.bps = max(self.bps, min(cfg.max_bps, remb, ceiling))
+        if self.sent_bps and now - self.unstable_at >= cfg.stable_after:
+            # no trouble reported for a while: the link carries what we send
+            self.bps = max(self.bps, min(cfg.max_bps, int(self.sent_bps * 1.05)))
         if loss is not None:
             self.loss = loss
             if loss > cfg.loss_high:

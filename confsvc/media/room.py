@@ -312,7 +312,10 @@ class Participant:
         out: list[int | None] = []
         for i, p in enumerate(layers):
             if p.measured_for >= 1.0:
-                out.append(int(p.bitrate) if p.bitrate >= 8_000 else None)
+                bps = p.bitrate
+                if p.max_kbps:  # an encoder keeps to its cap; above it is a burst (a late publisher catching up)
+                    bps = min(bps, p.max_kbps * 1200)
+                out.append(int(bps) if p.bitrate >= 8_000 else None)
             elif p.max_kbps:
                 out.append(p.max_kbps * 1000)
             else:

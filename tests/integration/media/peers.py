@@ -248,6 +248,7 @@ class Peers:
         self.pubs: dict[str, tuple[RTCPeerConnection, list]] = {}
         self.subs: dict[str, Sub] = {}
         self.layered: dict = {}
+        self.light: dict = {}
         self.errors = DecodeErrors()
         # aiortc reports a failed decode at WARNING: count it (the process logs only errors)
         rlog = logging.getLogger("aiortc.rtcrtpreceiver")
@@ -336,6 +337,25 @@ class Peers:
             sent += 1
         return {"sent": sent, "refused": refused}
 
+    async def op_subscribe_light(self, name: str, offer: str) -> dict:
+        """A light subscriber (bench/_lightsub.py): real ICE and DTLS, then RTP only counted (frames by
+        marker bits), never decoded; it sends no receiver reports or REMB."""
+        from bench._lightsub import Kinds, LightSubscriber
+
+        pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        answer = await pc.createAnswer()
+        restrict_ice(pc, ADDRS)
+        await pc.setLocalDescription(answer)
+        light = LightSubscriber(name, pc, Kinds(by_pt={}, keys={}, clocks={}))
+        light.hijack()
+        self.light[name] = light
+        return {"answer": pc.localDescription.sdp}
+
+    async def op_light_stats(self) -> dict:
+        return {"light": {n: {str(ssrc): [st.received, st.markers] for ssrc, st in li.streams.items()}
+                          for n, li in self.light.items()}, "now": time.monotonic()}
+
     async def op_set_drop(self, name: str, drop: float) -> dict:
         """Random loss at this subscriber's socket from now on (where tc netem is missing)."""
         self.subs[name].drop = drop
@@ -368,6 +388,9 @@ class Peers:
         return {}
 
     async def close_all(self) -> None:
+        for light in self.light.values():
+            light.close()
+            await light.pc.close()
         for name in list(self.pubs) + list(self.subs):
             await self.op_close(name)
 
