@@ -16,6 +16,10 @@ Python API (stable; used by ``bench/`` and, later, by ``confsvc.signaling``)::
 
     p = room.add_participant("province", grid_slots=0)  # grid_slots > 0 for the chair's page
     answer_sdp = await p.publish(offer_sdp)             # publish PC: the client offers, node answers
+    answer_sdp = await p.publish(offer_sdp, layers=[    # a camera as several tracks (layers of one
+        {"mid": "1", "rid": "h", "width": 1280, "height": 720, "max_kbps": 1500, "temporal": 3},
+        {"mid": "2", "rid": "m", "width": 640, "height": 360, "max_kbps": 500},  # source): the
+        {"mid": "3", "rid": "l", "width": 320, "height": 180, "max_kbps": 150}]) # signaling `layers`
     offer_sdp = await p.subscribe_offer()               # subscribe PC: the node offers stage video,
     await p.subscribe_answer(answer_sdp)                #   3 audio slots, grid_slots grid videos
 
@@ -29,8 +33,25 @@ Python API (stable; used by ``bench/`` and, later, by ``confsvc.signaling``)::
     room.stats()                       # dict: room counters, per participant, per producer, per slot
     p.stats()                          # its producers (packets, resolution, PLIs) and slots (what each
                                        #   shows, packets, NACKs, RR loss/jitter/RTT); p.remb: its REMB
-    p.slots["stage"].max_tid = 1       # issue 4 hooks: temporal cap; .pause()/.resume(); .retarget(layer)
     p.producers                        # its incoming tracks; video ones carry .layer, .width, .height
+    p.video_layers                     # its video producers, layer 0 (highest) first
+
+Bandwidth adaptation (issue 4; :mod:`confsvc.media.allocator`): every MediaConfig.alloc_interval
+(250 ms) the room's ticker measures each layer's bitrate and frame rate, runs each subscriber's
+Estimator (REMB, receiver-report loss, RTT) and Allocator, and applies the choices to its video
+slots (layer, temporal cap, pause; spatial switches at the target's keyframe). Nothing per packet::
+
+    room.set_low_data("commune-7", True)   # the site's "low data" choice: at most low_data_bps
+    room.pin_layer("commune-7", "low")     # the chair's pin of what it receives on its stage slot:
+                                           #   "high" | "mid" | "low" | "off" | None (automatic)
+    room.on_layer_change = lambda participant_id, slot_name, slot_stats: ...   # for the chair's wall
+    p.stats()["slots"]["stage"]        # + layer ("high"/"mid"/"low"/"off"), layer_index, width,
+                                       #   height, fps, max_tid, paused, bitrate_bps, reason
+    p.stats()["estimate"]              # estimate_bps, remb_bps, loss, rtt_ms, sent_bps, audio_bps,
+                                       #   congestion_events, probing, probes, failed_probes
+    p.stats()["low_data"], p.stats()["pin"]
+    room.metrics()                     # [(name, labels, value)]: Prometheus-friendly gauges/counters
+    room.add_participant(pid, ice_addresses=("10.0.0.1",))   # its own host candidates (tests)
     room.fanout_samples                # with MediaConfig(measure_fanout=True): seconds spent on each
                                        #   ingress packet (parse..send of any burst it completes); the
                                        #   MediaConfig.egress_hold wait (<= 5 ms) is not included
