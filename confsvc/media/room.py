@@ -165,6 +165,7 @@ class Participant:
         self.audio_bps = 0.0
         self.sent_bps = 0.0
         self.remb_covers_audio = True
+        self._layers_cache: tuple[list[int | None], int] | None = None  # per tick: (layer_bps, temporal)
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -658,7 +659,9 @@ class Participant:
             if src is None or not src.video_layers:
                 out.append(Demand(name, None, []))
                 continue
-            out.append(Demand(name, src.id, src.layer_bps(), src.temporal_layers(),
+            cached = src._layers_cache
+            bps, temporal = cached if cached is not None else (src.layer_bps(), src.temporal_layers())
+            out.append(Demand(name, src.id, bps, temporal,
                               lowest_only=name.startswith("grid"),
                               pin=self.pin if name == "stage" else None))
         return out
@@ -978,6 +981,8 @@ class Room:
                         and int(producer.measured_for / self.config.alloc_interval) % 8 == 0:
                     producer.temporal = producer.seen_temporal_layers()
             resorted |= p._sort_layers_by_resolution()
+            # computed once per tick per source, not once per subscriber that shows it
+            p._layers_cache = (p.layer_bps(), p.temporal_layers()) if p.video_layers else None
         for p in list(self.participants.values()):
             if p.slots and not p.closed:
                 p._measure(now)
