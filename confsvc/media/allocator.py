@@ -229,7 +229,7 @@ class AllocatorConfig:
     stable_hold: float = 3.0  # no congestion signal for this long before any upgrade
     probe_window: float = 2.0  # a probe that sees no congestion signal for this long succeeds
     probe_backoff: float = 3.0
-    probe_backoff_max: float = 8.0
+    probe_backoff_max: float = 6.0
     keep_margin: float = 1.15  # the current step is kept while it costs <= margin x its share
     pause_below: float = 0.6  # video pauses when its share stays below this x the lowest step
     pause_after: float = 2.0  # for this long (or below the lowest step, with heavy loss)
@@ -359,19 +359,22 @@ class Allocator:
         p = self.probe
         if p is None:
             return
-        if est.congestion_events > p.congestion_before or est.unstable_at > p.started:
-            # the link could not carry it: the estimate is already down; wait longer next time
+        congested = est.congestion_events > p.congestion_before
+        if congested or est.unstable_at > p.started:
+            # the link could not carry it (congestion: the estimate is already down; wait twice as
+            # long next time) or said something was wrong (a dip, moderate loss: try again later)
             self.failed_probes += 1
             # what flowed before the probe was stable: the probe's own overshoot says nothing below it
             est.bps = max(est.bps, p.target_bps - p.extra_bps)
-            self.backoff = min(self.cfg.probe_backoff_max, max(self.cfg.probe_backoff, self.backoff * 2))
-            self.next_probe_at = now + self.backoff
+            if congested:
+                self.backoff = min(self.cfg.probe_backoff_max, max(self.cfg.probe_backoff, self.backoff * 2))
+            self.next_probe_at = now + max(self.backoff, self.cfg.probe_backoff)
             self.probe = None
         elif now - p.started >= self.cfg.probe_window:
             # it held: the link carries the next step; the allocator takes it (up: fits the estimate)
             est.probe(p.target_bps)
             self.backoff = 0.0
-            self.next_probe_at = now + self.cfg.up_hold + self.cfg.probe_window
+            self.next_probe_at = now + self.cfg.up_hold
             self.probe = None
 
     @staticmethod

@@ -53,7 +53,7 @@ class MediaConfig:
     stable_hold: float = 3.0
     probe_window: float = 2.5
     probe_backoff: float = 3.0
-    probe_backoff_max: float = 12.0
+    probe_backoff_max: float = 6.0
     # record the time spent on each ingress packet, sends included (bench only; two clock reads per
     # ingress packet; a packet held by egress_hold is counted in the packet that releases it)
     measure_fanout: bool = False
