@@ -137,3 +137,10 @@ async def test_probe_duplicates_carry_the_numbers_already_sent_and_a_fresh_send_
         assert stage.probe_packets == len(dups)
     finally:
         await room.close()
+
+
+def test_shaped_link_tests_say_why_they_skip_when_not_root(monkeypatch):
+    from bench import _netns
+
+    monkeypatch.setattr(_netns.os, "geteuid", lambda: 1000)
+    assert "root" in _netns.unavailable()
