@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 HUB: web.AppKey[Hub] = web.AppKey("signaling_hub", Hub)
 CLOSE_REFUSED = 4000
+TRANSPORT_LIMIT = 16 * MAX_MESSAGE_BYTES
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -56,7 +57,9 @@ async def _refuse(ws: web.WebSocketResponse, exc: ProtocolError) -> web.WebSocke
 
 @routes.get("/ws")
 async def websocket(request: web.Request) -> web.StreamResponse:
-    ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=MAX_MESSAGE_BYTES)
+    # frames up to TRANSPORT_LIMIT are read and refused by the protocol (over MAX_MESSAGE_BYTES) with an
+    # error message, the socket staying usable; only a frame beyond it closes the socket (1009)
+    ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=TRANSPORT_LIMIT)
     await ws.prepare(request)
     app = request.app
     hub = app[HUB]

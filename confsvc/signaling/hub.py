@@ -125,7 +125,9 @@ class LiveRoom:
 
     # --- media follows the state --------------------------------------------------------------
     def apply_stage(self) -> None:
-        self.media.set_stage(self.state.stage())
+        """Every stage shows the floor (or the chair); nobody's while that site has no media here."""
+        stage = self.state.stage()
+        self.media.set_stage(stage if stage in self.media.participants else None)
 
     def apply_mic(self, code: str) -> None:
         self.media.set_muted(code, not self.state.sites[code].mic)
@@ -134,7 +136,8 @@ class LiveRoom:
         chair = self.state.chair
         if chair not in self.media.participants:
             return
-        connected = [c for c, s in self.state.sites.items() if s.conn is not None and c != chair]
+        connected = [c for c, s in self.state.sites.items()
+                     if s.conn is not None and c != chair and c in self.media.participants]
         start = self.grid_page * self.grid_size
         self.media.set_grid(chair, connected[start:start + self.grid_size])
 
@@ -205,6 +208,7 @@ class Hub:
         quality_period: float = QUALITY_PERIOD_S,
         on_start: Callable[[str, str], Awaitable[Any]] | None = None,
         on_end: Callable[[str, str], Awaitable[Any]] | None = None,
+        rate: tuple[float, float] = (20.0, 40.0),
     ) -> None:
         self.log = log
         self.site_info = site_info
@@ -214,6 +218,7 @@ class Hub:
         self.quality_period = quality_period
         self.on_start = on_start  # (occurrence id, who) -> persist "live" in scheduling
         self.on_end = on_end
+        self.rate = rate  # messages a second per connection, burst
         self.rooms: dict[str, LiveRoom] = {}
         self._lock = asyncio.Lock()
 
@@ -334,7 +339,7 @@ class Session:
         self.code = who.code
         self.conn = conn
         self.outbox = Outbox(send)
-        self.limiter = RateLimiter()
+        self.limiter = RateLimiter(*room.hub.rate)
         self.client_quality: dict[str, float] = {}
         self.replaced = False
         self.done = False
