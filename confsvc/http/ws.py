@@ -22,6 +22,7 @@ from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
 from confsvc.attendance.events import LeaveReason
+from confsvc.attendance.presence import Presence
 from confsvc.auth.accounts import Role
 from confsvc.auth.turn import ice_servers
 from confsvc.http.attendance import ATTENDANCE_LOG
@@ -148,9 +149,15 @@ def setup(app: web.Application) -> None:
         async def on_end(occ_id: str, who: str) -> None:
             await briefings.end_now(occ_id, Actor(who or "chair", admin=True))
 
+        presence = Presence(app[REDIS], settings.node)
+        try:
+            await presence.recover(app[ATTENDANCE_LOG])  # a crash of this node's previous run: its pages dropped
+        except (RedisError, OSError) as exc:
+            log.warning("could not close the previous run's connections: %s", exc)
+        presence.start()
         hub = Hub(
             log=app[ATTENDANCE_LOG], site_info=site_info, media_config=MediaConfig.from_settings(settings),
-            node=settings.node, on_start=on_start, on_end=on_end,
+            node=settings.node, on_start=on_start, on_end=on_end, presence=presence,
         )
         app[HUB] = hub
         stop = asyncio.Event()
@@ -161,6 +168,7 @@ def setup(app: web.Application) -> None:
         if not listener.done():
             listener.cancel()
         await hub.close()
+        await presence.stop()
 
     app.cleanup_ctx.append(hub_ctx)
 

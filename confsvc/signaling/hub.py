@@ -64,6 +64,11 @@ class EventLog(Protocol):
     def submit(self, briefing_id: str, event: Any) -> Any: ...
 
 
+class PresenceLike(Protocol):
+    async def opened(self, conn: str, briefing: str, site: str) -> None: ...
+    async def closed(self, conn: str) -> None: ...
+
+
 SiteInfo = Callable[[Sequence[str]], Awaitable[list[tuple[str, str, str, str | None]]]]
 
 
@@ -209,6 +214,7 @@ class Hub:
         on_start: Callable[[str, str], Awaitable[Any]] | None = None,
         on_end: Callable[[str, str], Awaitable[Any]] | None = None,
         rate: tuple[float, float] = (20.0, 40.0),
+        presence: PresenceLike | None = None,
     ) -> None:
         self.log = log
         self.site_info = site_info
@@ -219,6 +225,7 @@ class Hub:
         self.on_start = on_start  # (occurrence id, who) -> persist "live" in scheduling
         self.on_end = on_end
         self.rate = rate  # messages a second per connection, burst
+        self.presence = presence  # which pages this node holds (a crash shows as their drop)
         self.rooms: dict[str, LiveRoom] = {}
         self._lock = asyncio.Lock()
 
@@ -284,6 +291,10 @@ class Hub:
             "state": room.state.snapshot(),
         })
         room.push_site(who.code)
+        if self.presence is not None:
+            if replaced is not None:
+                await self.presence.closed(replaced)
+            await self.presence.opened(conn, room.id, who.code)
         if replaced is not None:
             await self.record(room.id, Reconnected(site=who.code, conn=conn, previous=replaced))
         elif back:
@@ -318,9 +329,10 @@ class Hub:
         await room.close()
 
     async def close(self) -> None:
+        """The node stops: every page is dropped (it will reconnect to the node when it is back)."""
         for room in list(self.rooms.values()):
             for session in list(room.sessions.values()):
-                await session.shutdown()
+                await session.leave(LeaveReason.DROPPED)
             await room.close()
         self.rooms.clear()
 
@@ -602,6 +614,8 @@ class Session:
                 if had_floor != room.state.floor:
                     room.push_room()
             await room.hub.record(room.id, Left(site=self.code, conn=self.conn, reason=reason))
+        if room.hub.presence is not None:
+            await room.hub.presence.closed(self.conn)
         await self.shutdown()
 
     async def shutdown(self) -> None:
