@@ -14,11 +14,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
 from aiohttp import WSMsgType, web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis.exceptions import RedisError
 
 from confsvc.attendance.events import LeaveReason
@@ -27,7 +28,7 @@ from confsvc.auth.accounts import Role
 from confsvc.auth.turn import ice_servers
 from confsvc.http.attendance import ATTENDANCE_LOG
 from confsvc.http.authz import current_user
-from confsvc.http.context import DIRECTORY, REDIS, SETTINGS, SITE_LINKS
+from confsvc.http.context import DIRECTORY, METRICS, REDIS, SETTINGS, SITE_LINKS
 from confsvc.http.scheduling import BRIEFINGS
 from confsvc.media import MediaConfig
 from confsvc.scheduling.service import Actor
@@ -126,6 +127,32 @@ async def _identify(request: web.Request) -> tuple[Identity, Any]:
     return Identity(code=occ.chair, role="chair", label=user.username), occ
 
 
+class _HubCollector:
+    """Live rooms, pages, sites by wall state, and the media counters, read at scrape time."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        hub = self.hub
+        yield GaugeMetricFamily("confsvc_live_rooms", "briefings live on this node", value=len(hub.rooms))
+        yield GaugeMetricFamily("confsvc_connected_pages", "pages connected to this node",
+                                value=sum(len(r.sessions) for r in hub.rooms.values()))
+        states = GaugeMetricFamily("confsvc_sites", "invited sites of the live briefings by wall state", labels=["state"])
+        totals: dict[str, int] = {}
+        for room in hub.rooms.values():
+            for state, n in room.state.counts().items():
+                totals[state] = totals.get(state, 0) + n
+        for state, n in sorted(totals.items()):
+            states.add_metric([state], n)
+        yield states
+        for name, value in sorted(hub.counters().items()):
+            yield CounterMetricFamily(f"confsvc_media_{name}", f"media plane: {name.replace('_', ' ')}", value=value)
+
+
 def setup(app: web.Application) -> None:
     """The hub lives while the app runs; it follows the schedule's state changes (Redis pub/sub)."""
     app.router.add_routes(routes)
@@ -160,6 +187,7 @@ def setup(app: web.Application) -> None:
             node=settings.node, on_start=on_start, on_end=on_end, presence=presence,
         )
         app[HUB] = hub
+        app[METRICS].register(_HubCollector(hub))
         stop = asyncio.Event()
         listener = asyncio.create_task(_follow_schedule(app[REDIS], hub, stop), name="signaling-schedule")
         yield

@@ -227,6 +227,7 @@ class Hub:
         self.rate = rate  # messages a second per connection, burst
         self.presence = presence  # which pages this node holds (a crash shows as their drop)
         self.rooms: dict[str, LiveRoom] = {}
+        self.closed_counters: dict[str, int] = {}  # media counters of the rooms closed on this node
         self._lock = asyncio.Lock()
 
     # --- attendance ----------------------------------------------------------------------------
@@ -326,14 +327,27 @@ class Hub:
         for session in list(room.sessions.values()):
             await session.leave(LeaveReason.ENDED)
         self.rooms.pop(room.id, None)
+        await self._close_room(room)
+
+    async def _close_room(self, room: LiveRoom) -> None:
         await room.close()
+        for name, value in room.media.counters.as_dict().items():
+            self.closed_counters[name] = self.closed_counters.get(name, 0) + value
+
+    def counters(self) -> dict[str, int]:
+        """Media counters of every room this node ran (live and closed): monotonic, for /metrics."""
+        out = dict(self.closed_counters)
+        for room in self.rooms.values():
+            for name, value in room.media.counters.as_dict().items():
+                out[name] = out.get(name, 0) + value
+        return out
 
     async def close(self) -> None:
         """The node stops: every page is dropped (it will reconnect to the node when it is back)."""
         for room in list(self.rooms.values()):
             for session in list(room.sessions.values()):
                 await session.leave(LeaveReason.DROPPED)
-            await room.close()
+            await self._close_room(room)
         self.rooms.clear()
 
 

@@ -268,3 +268,12 @@ async def test_attendance_records_joins_and_leaves(site_page, app, occ, redis):
         await asyncio.sleep(0.05)
     assert re.search(r"joined\|[^|]*\|YB-NL\|", packed), packed
     assert re.search(r"left\|[^|]*\|YB-NL\|", packed), packed
+
+
+async def test_metrics_show_live_rooms_pages_and_site_states(site_page, client):
+    await site_page("YB-MCC")
+    text = await (await client.get("/metrics")).text()
+    assert "confsvc_live_rooms 1.0" in text
+    assert "confsvc_connected_pages 1.0" in text
+    assert 'confsvc_sites{state="lobby"} 1.0' in text and 'confsvc_sites{state="not_joined"} 3.0' in text
+    assert "confsvc_media_rtp_in_total" in text
