@@ -42,6 +42,18 @@ class MediaConfig:
     speaker_window: float = 0.8
     speaker_min_activity: float = 0.55
     speaker_hold: float = 0.5
+    # bandwidth adaptation (issue 4; see allocator.py): how often the ticker measures the layers and
+    # runs each subscriber's estimator and allocator, the estimate a new subscriber starts from,
+    # what "low data" caps a site's downlink at, and the allocator's hysteresis
+    adapt: bool = True
+    alloc_interval: float = 0.25
+    initial_bps: int = 2_000_000
+    low_data_bps: int = 300_000
+    up_hold: float = 2.0
+    stable_hold: float = 3.0
+    probe_window: float = 2.5
+    probe_backoff: float = 3.0
+    probe_backoff_max: float = 12.0
     # record the time spent on each ingress packet, sends included (bench only; two clock reads per
     # ingress packet; a packet held by egress_hold is counted in the packet that releases it)
     measure_fanout: bool = False
@@ -56,6 +68,10 @@ class MediaConfig:
             raise ValueError("MediaConfig.nack_cache must be a power of two >= 64")
         if not 0 <= self.audio_slots <= 8:
             raise ValueError("MediaConfig.audio_slots must be within 0..8")
+        if not 0.05 <= self.alloc_interval <= 5:
+            raise ValueError("MediaConfig.alloc_interval must be within 0.05..5 s")
+        if self.initial_bps <= 0 or self.low_data_bps <= 0:
+            raise ValueError("MediaConfig.initial_bps and low_data_bps must be positive")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> MediaConfig:

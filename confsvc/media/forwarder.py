@@ -120,6 +120,15 @@ class Producer:
         self.width = 0
         self.height = 0
         self.level = 127  # last audio level
+        # layers (issue 4): what the publisher declared, and what the room's ticker measures
+        self.rid = ""
+        self.max_kbps = 0
+        self.temporal = 0  # temporal layers: declared, else seen in the packet cache (0: unknown)
+        self.frames = 0
+        self.bitrate = 0.0  # bits/s on the wire, smoothed (measured per tick, not per packet)
+        self.fps = 0.0
+        self.measured_for = 0.0  # seconds of measurement behind bitrate/fps
+        self._meas: tuple[float, int, int, int] | None = None  # (time, bytes, packets, frames)
         # counters
         self.packets = 0
         self.bytes = 0
@@ -132,6 +141,8 @@ class Producer:
         """A parsed packet from the publisher: cache it and forward it to every slot."""
         self.packets += 1
         self.bytes += pkt.size
+        if pkt.m:
+            self.frames += 1
         if not self.started:
             self.started = True
             self.base_seq = pkt.seq
@@ -294,6 +305,33 @@ class Producer:
         pub_time = wall - clock_offset  # the publisher's NTP seconds at our `wall`
         return (self.sr_rtp + int(round((pub_time - self.sr_ntp) * self.clock))) & 0xFFFFFFFF
 
+    def measure(self, now: float, tau: float = 1.5, overhead: int = 60) -> None:
+        """Per tick: update the smoothed bitrate (payload plus ``overhead`` bytes of RTP/SRTP/UDP/IP
+        per packet) and frame rate from the counters since the last call."""
+        m = self._meas
+        self._meas = (now, self.bytes, self.packets, self.frames)
+        if m is None:
+            return
+        dt = now - m[0]
+        if dt <= 0:
+            return
+        rate = ((self.bytes - m[1]) + (self.packets - m[2]) * overhead) * 8 / dt
+        fps = (self.frames - m[3]) / dt
+        a = min(1.0, dt / tau) if self.measured_for else 1.0
+        self.bitrate += a * (rate - self.bitrate)
+        self.fps += a * (fps - self.fps)
+        self.measured_for += dt
+
+    def seen_temporal_layers(self) -> int:
+        """Temporal layers seen among the cached packets (a per-tick scan, not a per-packet test)."""
+        top = -1
+        for pkt in self.cache._ring:
+            if pkt is not None and pkt.tid > top:
+                top = pkt.tid
+                if top >= 2:
+                    break
+        return top + 1
+
     @property
     def packets_expected(self) -> int:
         return self.cycles + ((self.max_seq - self.base_seq) & 0xFFFF) + 1 if self.started else 0
@@ -302,7 +340,9 @@ class Producer:
         return {
             "kind": self.kind, "mid": self.mid, "layer": self.layer, "ssrc": self.ssrc,
             "packets": self.packets, "bytes": self.bytes, "width": self.width, "height": self.height,
-            "slots": len(self.slots), "waiting": len(self.waiting),
+            "slots": len(self.slots), "waiting": len(self.waiting), "rid": self.rid,
+            "max_kbps": self.max_kbps, "temporal_layers": self.temporal,
+            "bitrate_bps": int(self.bitrate), "fps": round(self.fps, 1),
             "plis_sent": self.keyframes.sent, "plis_throttled": self.keyframes.throttled,
         }
 
@@ -372,7 +412,20 @@ class Slot:
         self.rr_lost = 0
         self.rr_jitter = 0
         self.rtt: float | None = None
+        self.rr_count = 0  # receiver reports about this slot (the estimator takes the fresh ones)
         self.sr_sent: dict[int, float] = {}  # lsr (middle 32 bits) -> our time
+        # what the allocator chose (issue 4): whose video, which layer, why
+        self.source: Any = None  # the Participant whose video a video slot shows
+        self.layer = -1  # the chosen layer index (-1: paused or nothing)
+        self.layer_name = "off"
+        self.reason = ""
+        self.bitrate = 0.0  # what this slot sends, bits/s, smoothed per tick
+        self.probe_packets = 0  # duplicates sent as bandwidth probes
+        self.fresh_out_seq = 0  # the out seq of the keyframe this slot last switched at
+        self.has_fresh = False
+        self.superseded = 0  # NACKs of packets from before the last switch's keyframe (not resent)
+        self.probe_bytes = 0
+        self._meas: tuple[float, int, int] | None = None
 
     # -- output binding ----------------------------------------------------------------------
 
@@ -488,6 +541,10 @@ class Slot:
             self.pid_off = self.tl0_off = 0
         self.rewrite = bool(self.pid_off or self.tl0_off) or (first.vp8 is not None and first.pid >= 0 and not first.vp8.pid_long)
         self._new_epoch(producer, first.seq)
+        if first.keyframe or producer.kind == "audio":
+            # a decoder needs nothing sent before this point any more (see retransmit)
+            self.fresh_out_seq = (first.seq + self.seq_off) & 0xFFFF
+            self.has_fresh = self.started and self.switches > 0
         self.producer = producer
         self.switches += 1
         self.counters.switches += 1
@@ -577,10 +634,18 @@ class Slot:
         return None
 
     def retransmit(self, out_seqs: list[int]) -> int:
+        """Answer a NACK from the packet cache. A packet sent before the keyframe this slot last
+        switched at (a layer or source change) is of no use to the decoder any more and is not
+        resent: on a link that is often why the switch happened, it would only delay the new layer
+        (a browser stops asking for packets before a keyframe it has)."""
         n = 0
+        fresh = self.fresh_out_seq if self.has_fresh else -1
         for out_seq in out_seqs:
             self.nacks += 1
             self.counters.nack_in += 1
+            if fresh >= 0 and seq_newer(fresh, out_seq) and ((fresh - out_seq) & 0xFFFF) < 4096:
+                self.superseded += 1
+                continue
             found = self.lookup_out(out_seq)
             if found is None:
                 self.counters.nack_missed += 1
@@ -594,6 +659,42 @@ class Slot:
             n += 1
         self.counters.nack_repaired += n
         return n
+
+    def probe_send(self, nbytes: int, ext: bytes, max_packets: int = 48) -> int:
+        """Bandwidth probe (per tick, never per packet): resend up to ``nbytes`` of the packets this
+        slot sent last, newest first, each as it went out but with ``ext`` (a fresh abs-send-time
+        element, padded to 4 bytes) so the receiver's delay estimate sees them as sent now. Receivers
+        discard duplicates; their bandwidth estimators count them. Returns the bytes sent."""
+        p = self.producer
+        if p is None or not self.live or self.paused or nbytes <= 0:
+            return 0
+        last = (p.max_seq + self.seq_off) & 0xFFFF
+        sent = n = 0
+        for k in range(max_packets):
+            found = self.lookup_out((last - k) & 0xFFFF)
+            if found is None:
+                break
+            _producer, pkt, (seq_off, ts_off, pid_off, tl0_off) = found
+            hdr = self.hdr_pack(0x90, self.pt | pkt.m, (pkt.seq + seq_off) & 0xFFFF,
+                                (pkt.ts + ts_off) & 0xFFFFFFFF, self.ssrc, self.prefix)
+            vp8 = pkt.vp8
+            if vp8 is not None and vp8.pid_pos >= 0 and (pid_off or tl0_off or not vp8.pid_long):
+                payload = vp8_rewrite(pkt.payload, vp8, pkt.pid + pid_off, pkt.tl0 + tl0_off)
+            else:
+                payload = pkt.payload
+            data = b"".join((hdr, ext, payload))
+            try:
+                self.send(self.protect(data))
+            except Exception:  # noqa: BLE001
+                self.counters.send_errors += 1
+                break
+            sent += len(data)
+            n += 1
+            if sent >= nbytes:
+                break
+        self.probe_packets += n
+        self.probe_bytes += sent
+        return sent
 
     # -- sender report ------------------------------------------------------------------------
 
@@ -618,7 +719,31 @@ class Slot:
             "packets": self.packets, "octets": self.octets, "switches": self.switches,
             "nacks": self.nacks, "plis": self.plis, "fraction_lost": self.rr_fraction_lost,
             "lost": self.rr_lost, "jitter": self.rr_jitter, "rtt": self.rtt,
+            "layer": self.layer_name, "layer_index": self.layer, "paused": self.paused,
+            "max_tid": self.max_tid if self.max_tid != 255 else None,
+            "width": p.width if p is not None else 0, "height": p.height if p is not None else 0,
+            "fps": round(self.fps(), 1), "bitrate_bps": int(self.bitrate), "reason": self.reason,
         }
+
+    def fps(self) -> float:
+        """The frame rate this slot passes on: its producer's, cut by the temporal cap (L1T3:
+        tid 0 is a quarter, tid 1 half of the frames)."""
+        p = self.producer
+        if p is None or self.paused:
+            return 0.0
+        if self.max_tid >= 2 or p.temporal <= 1:
+            return p.fps
+        return p.fps / (4 if self.max_tid == 0 else 2)
+
+    def measure(self, now: float, tau: float = 1.5, overhead: int = 60) -> float:
+        """Per tick: smoothed bits/s sent on this slot (payload plus per-packet overhead)."""
+        m = self._meas
+        self._meas = (now, self.octets, self.packets)
+        if m is None or now <= m[0]:
+            return self.bitrate
+        rate = ((self.octets - m[1]) + (self.packets - m[2]) * overhead) * 8 / (now - m[0])
+        self.bitrate += min(1.0, (now - m[0]) / tau) * (rate - self.bitrate)
+        return self.bitrate
 
 
 def pkt_producer(slot: Slot) -> Producer:

@@ -45,11 +45,22 @@ from aiortc.rtp import (
 )
 
 from confsvc.media import hooks
+from confsvc.media.allocator import (
+    ALL_TIDS,
+    PAUSED,
+    Allocator,
+    AllocatorConfig,
+    Choice,
+    Demand,
+    Estimator,
+    EstimatorConfig,
+    layer_name,
+)
 from confsvc.media.config import MediaConfig
 from confsvc.media.counters import Counters
 from confsvc.media.forwarder import ABS_SEND_TIME_ID, AUDIO_LEVEL_ID, MID_ID, Producer, Slot
 from confsvc.media.ingress import Ingress
-from confsvc.media.rtp import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, ntp_time
+from confsvc.media.rtp import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, abs_send_time, ntp_time
 from confsvc.media.speakers import SpeakerDetector
 
 logger = logging.getLogger(__name__)
@@ -71,6 +82,43 @@ _check_extension_ids()
 
 class MediaError(ValueError):
     """Bad input from a client (SDP we cannot use, a call in the wrong state)."""
+
+
+PINS = ("high", "mid", "low", "off")
+MAX_LAYERS = 3
+_LAYER_KEYS = {"mid", "rid", "width", "height", "max_kbps", "temporal"}
+# fallback bitrates (bits/s) of a source's layers before they are measured, by count of layers
+_DEFAULT_BPS = {1: [500_000], 2: [1_000_000, 200_000], 3: [1_500_000, 500_000, 150_000]}
+
+
+def parse_layers(layers: Any, video_mids: list[str]) -> dict[str, dict[str, Any]]:
+    """Validate the ``layers`` of a publish message: a list of at most 3 objects
+    ``{"mid": "0", "rid": "h", "width": 1280, "height": 720, "max_kbps": 1500, "temporal": 3}``
+    (``mid`` required: a video m-line of the offer; the rest optional; ``temporal`` 1..3 is the
+    number of VP8 temporal layers, e.g. 3 for L1T3). Returns {mid: entry}; raises MediaError."""
+    if not isinstance(layers, list) or not 1 <= len(layers) <= MAX_LAYERS:
+        raise MediaError(f"layers must be a list of 1 to {MAX_LAYERS} objects")
+    out: dict[str, dict[str, Any]] = {}
+    for i, e in enumerate(layers):
+        if not isinstance(e, dict):
+            raise MediaError(f"layers[{i}] must be an object")
+        unknown = set(e) - _LAYER_KEYS
+        if unknown:
+            raise MediaError(f"layers[{i}] has unknown field(s): {', '.join(sorted(unknown))}")
+        mid = e.get("mid")
+        if not isinstance(mid, str) or mid not in video_mids:
+            raise MediaError(f"layers[{i}].mid must name a video m-line of the offer ({', '.join(video_mids)})")
+        if mid in out:
+            raise MediaError(f"layers[{i}].mid {mid!r} is listed twice")
+        for key, lo, hi in (("width", 16, 7680), ("height", 16, 4320), ("max_kbps", 10, 50_000), ("temporal", 1, 3)):
+            v = e.get(key)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi):
+                raise MediaError(f"layers[{i}].{key} must be an integer within {lo}..{hi}")
+        rid = e.get("rid", "")
+        if not isinstance(rid, str) or len(rid) > 16:
+            raise MediaError(f"layers[{i}].rid must be a string of at most 16 characters")
+        out[mid] = dict(e)
+    return out
 
 
 def _codec_caps(kind: str, mime: str) -> list[Any]:
@@ -103,6 +151,20 @@ class Participant:
         self._next_sr = 0.0
         self._next_rr = 0.0
         self.closed = False
+        # bandwidth adaptation (issue 4)
+        cfg = room.config
+        self.ice_addresses: tuple[str, ...] = room.config.ice_addresses
+        self.remb_at = float("-inf")
+        self.estimator = Estimator(EstimatorConfig(initial_bps=cfg.initial_bps))
+        self.allocator = Allocator(AllocatorConfig(
+            up_hold=cfg.up_hold, stable_hold=cfg.stable_hold, probe_window=cfg.probe_window,
+            probe_backoff=cfg.probe_backoff, probe_backoff_max=cfg.probe_backoff_max,
+            low_data_bps=cfg.low_data_bps))
+        self.pin: str | None = None  # the chair's pin of what this site receives
+        self.declared_layers = False
+        self.audio_bps = 0.0
+        self.sent_bps = 0.0
+        self.remb_covers_audio = True
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -115,8 +177,18 @@ class Participant:
     def audio(self) -> Producer | None:
         return next((p for p in self.producers if p.kind == "audio"), None)
 
-    async def publish(self, offer_sdp: str) -> str:
-        """Answer the client's publish offer; returns the answer SDP (with candidates)."""
+    @property
+    def video_layers(self) -> list[Producer]:
+        """The video producers as layers of one source, highest (layer 0) first."""
+        return sorted((p for p in self.producers if p.kind == "video"), key=lambda p: p.layer)
+
+    async def publish(self, offer_sdp: str, layers: list[dict[str, Any]] | None = None) -> str:
+        """Answer the client's publish offer; returns the answer SDP (with candidates).
+
+        Every video track of the offer is a layer of the participant's one camera source.
+        ``layers`` (optional, see :func:`parse_layers`) says which m-line (mid) is which layer:
+        they are ordered by declared resolution (largest is layer 0, "high"); without it, by the
+        resolution the keyframes show, and until then in offer order."""
         if self.pub_pc is not None:
             raise MediaError("this participant already publishes; remove and re-add it to start over")
         try:
@@ -126,6 +198,10 @@ class Participant:
         media = [m for m in offer.media if m.kind in ("audio", "video")]
         if not media:
             raise MediaError("the publish offer has no audio or video")
+        video_mids = [m.rtp.muxId for m in media if m.kind == "video"]
+        if len(video_mids) > MAX_LAYERS:
+            raise MediaError(f"the publish offer has {len(video_mids)} video tracks; at most {MAX_LAYERS} layers")
+        declared = parse_layers(layers, video_mids) if layers is not None else {}
         room = self.room
         pc = RTCPeerConnection(RTCConfiguration(iceServers=list(room.config.ice_servers) or None,
                                                 bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
@@ -145,10 +221,11 @@ class Participant:
             await self._close_pc(pc)
             self.pub_pc = None
             raise MediaError(f"cannot use the publish offer: {exc}") from None
-        hooks.restrict_ice(pc, room.config.ice_addresses)
+        hooks.restrict_ice(pc, self.ice_addresses)
         await pc.setLocalDescription(answer)
         hooks.tune_receive(pc)
         self._setup_ingress(offer, aiortc_sdp.SessionDescription.parse(pc.localDescription.sdp))
+        self._declare_layers(declared)
         dtls = hooks.dtls_transport(pc)
         self._pub_dtls = dtls
         assert self.ingress is not None
@@ -197,6 +274,57 @@ class Participant:
         if room.config.measure_fanout:
             ing.fanout_samples = room.fanout_samples
         self.ingress = ing
+
+    def _declare_layers(self, declared: dict[str, dict[str, Any]]) -> None:
+        for p in self.producers:
+            e = declared.get(p.mid)
+            if e is not None:
+                p.rid = e.get("rid", "")
+                p.max_kbps = e.get("max_kbps") or 0
+                p.temporal = e.get("temporal") or 0
+                p.width, p.height = e.get("width") or 0, e.get("height") or 0
+        self.declared_layers = bool(declared)
+        if declared:
+            video = [p for p in self.producers if p.kind == "video"]
+            order = sorted(video, key=lambda p: (p.mid not in declared, -(p.width * p.height), video.index(p)))
+            for i, p in enumerate(order):
+                p.layer = i
+
+    def _sort_layers_by_resolution(self) -> bool:
+        """Undeclared layers: order them by the resolution their keyframes show, once known."""
+        if self.declared_layers:
+            return False
+        video = [p for p in self.producers if p.kind == "video"]
+        if len(video) < 2 or any(not p.width for p in video):
+            return False
+        order = sorted(video, key=lambda p: (-(p.width * p.height), p.layer))
+        if all(p.layer == i for i, p in enumerate(order)):
+            return False
+        for i, p in enumerate(order):
+            p.layer = i
+        return True
+
+    def layer_bps(self) -> list[int | None]:
+        """Each layer's bitrate (highest first) for the allocator: measured once there is a second
+        of it, else declared, else a default; None for a layer that stopped flowing."""
+        layers = self.video_layers
+        defaults = _DEFAULT_BPS.get(len(layers), [])
+        out: list[int | None] = []
+        for i, p in enumerate(layers):
+            if p.measured_for >= 1.0:
+                bps = p.bitrate
+                if p.max_kbps:  # an encoder keeps to its cap; above it is a burst (a late publisher catching up)
+                    bps = min(bps, p.max_kbps * 1200)
+                out.append(int(bps) if p.bitrate >= 8_000 else None)
+            elif p.max_kbps:
+                out.append(p.max_kbps * 1000)
+            else:
+                out.append(defaults[i] if i < len(defaults) else 150_000)
+        return out
+
+    def temporal_layers(self) -> int:
+        low = self.video_layers[-1:] or [None]
+        return low[0].temporal if low[0] is not None else 1
 
     def _request_keyframe(self, producer: Producer) -> None:
         c = self.room.counters
@@ -332,7 +460,7 @@ class Participant:
             hooks.capture_send(t.sender, lambda params: None)
             transceivers.append((name, kind, t))
         offer = await pc.createOffer()
-        hooks.restrict_ice(pc, room.config.ice_addresses)
+        hooks.restrict_ice(pc, self.ice_addresses)
         await pc.setLocalDescription(offer)
         hooks.tune_receive(pc)
         local = aiortc_sdp.SessionDescription.parse(pc.localDescription.sdp)
@@ -378,6 +506,7 @@ class Participant:
                 if slot is None:
                     continue
                 slot.rr_fraction_lost = r.fraction_lost
+                slot.rr_count += 1
                 slot.rr_lost = r.packets_lost
                 slot.rr_jitter = r.jitter
                 sent = slot.sr_sent.get(r.lsr)
@@ -399,7 +528,13 @@ class Participant:
                     self._keyframe_for(self._slots_by_ssrc.get(int.from_bytes(fci[i:i + 4], "big")))
             elif pkt.fmt == RTCP_PSFB_APP:
                 try:
-                    self.remb = unpack_remb_fci(pkt.fci)[0]
+                    bitrate, ssrcs = unpack_remb_fci(pkt.fci)
+                    self.remb = bitrate
+                    self.remb_at = time.monotonic()
+                    # a browser's REMB covers the whole session; some receivers (aiortc) send one per
+                    # video stream, which leaves audio out of it
+                    audio = {s.ssrc for s in self.slots.values() if s.kind == "audio"}
+                    self.remb_covers_audio = not ssrcs or bool(audio.intersection(ssrcs))
                 except ValueError:
                     c.malformed_rtcp += 1
 
@@ -466,14 +601,67 @@ class Participant:
         return {name: s.mid for name, s in self.slots.items()}
 
     def stats(self) -> dict[str, Any]:
+        """Everything the chair's wall and /metrics show about this site. Per slot: ``shows`` (whose
+        video), ``layer`` ("high" | "mid" | "low" | "off"), ``layer_index``, ``width``/``height``,
+        ``fps`` (what passes the temporal cap), ``max_tid`` (None: no cap), ``paused``,
+        ``bitrate_bps`` (sent), ``reason`` (the allocator's last word). ``estimate``: the
+        downlink estimate (``estimate_bps``, ``remb_bps``, ``loss`` 0..1, ``rtt_ms``, ``sent_bps``)
+        and the allocator's state; ``low_data`` and ``pin`` are the people's choices."""
         return {
             "id": self.id,
             "publishing": [p.stats() for p in self.producers],
             "slots": {name: s.stats() for name, s in self.slots.items()},
             "remb": self.remb,
+            "estimate": {**self.estimator.stats(), **self.allocator.stats(), "audio_bps": int(self.audio_bps)},
+            "low_data": self.allocator.low_data,
+            "pin": self.pin,
             "subscribe_connected": self.sub_sink is not None,
             "publish_connected": self.pub_sink is not None,
         }
+
+    # -- bandwidth adaptation (issue 4) ----------------------------------------------------------
+
+    def _measure(self, now: float) -> None:
+        """Per allocation tick: what this participant was sent, the fresh receiver-report loss."""
+        total = audio = 0.0
+        loss: float | None = None
+        rtts = []
+        for s in self.slots.values():
+            bps = s.measure(now)
+            total += bps
+            if s.kind == "audio":
+                audio += bps
+            elif s.rr_count != getattr(s, "_rr_seen", 0):
+                s._rr_seen = s.rr_count  # type: ignore[attr-defined]
+                if s.producer is not None:
+                    f = s.rr_fraction_lost / 256.0
+                    loss = f if loss is None else max(loss, f)
+            if s.rtt is not None:
+                rtts.append(s.rtt)
+        self.sent_bps, self.audio_bps = total, audio
+        # the estimate is of what the REMB covers: all we send, or (REMB per video stream) video only
+        covered = total if self.remb_covers_audio or self.remb is None else total - audio
+        self.estimator.update(now, remb=self.remb, remb_at=self.remb_at if self.remb is not None else None,
+                              loss=loss, rtt=min(rtts) if rtts else None, sent_bps=int(covered))
+
+    @property
+    def audio_reserve(self) -> int:
+        """What the allocator sets aside for audio out of the estimate."""
+        return int(self.audio_bps) if self.remb_covers_audio or self.remb is None else 0
+
+    def _demands(self) -> list[Demand]:
+        out = []
+        for name, s in self.slots.items():
+            if s.kind != "video":
+                continue
+            src = s.source
+            if src is None or not src.video_layers:
+                out.append(Demand(name, None, []))
+                continue
+            out.append(Demand(name, src.id, src.layer_bps(), src.temporal_layers(),
+                              lowest_only=name.startswith("grid"),
+                              pin=self.pin if name == "stage" else None))
+        return out
 
     async def close(self) -> None:
         if self.closed:
@@ -513,6 +701,10 @@ class Room:
         self.on_slot_change: Callable[[str, str, str | None], None] | None = None
         self.on_dominant_speaker: Callable[[str | None], None] | None = None
         self.on_audio_speakers: Callable[[list[str]], None] | None = None
+        # issue 4: (participant_id, slot_name, slot.stats()-like dict) when the allocator changes a
+        # slot's layer, temporal cap or pause; signaling pushes it to the chair's wall
+        self.on_layer_change: Callable[[str, str, dict[str, Any]], None] | None = None
+        self._next_alloc = 0.0
         self.fanout_samples: deque[float] = deque(maxlen=cfg.fanout_samples)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -520,12 +712,16 @@ class Room:
 
     # -- membership ---------------------------------------------------------------------------
 
-    def add_participant(self, pid: str, grid_slots: int = 0) -> Participant:
+    def add_participant(self, pid: str, grid_slots: int = 0, ice_addresses: tuple[str, ...] | None = None) -> Participant:
+        """``ice_addresses``: this participant's host candidates, if not the room's (e.g. a test
+        whose subscriber sits behind a shaped link in a network namespace)."""
         if self._closed:
             raise MediaError("the room is closed")
         if pid in self.participants:
             raise MediaError(f"participant {pid!r} is already in the room")
         p = Participant(self, pid, grid_slots)
+        if ice_addresses:
+            p.ice_addresses = tuple(ice_addresses)
         self.participants[pid] = p
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"confsvc-room-ticker-{id(self)}")
@@ -595,6 +791,66 @@ class Room:
         self.speakers.set_muted(pid, muted)
         self._update_speakers(time.monotonic(), force=True)
 
+    def set_low_data(self, pid: str, on: bool) -> None:
+        """A site's "low data" choice: cap what it receives at MediaConfig.low_data_bps."""
+        p = self.participant(pid)
+        p.allocator.low_data = bool(on)
+        self._allocate(p, time.monotonic())
+
+    def pin_layer(self, pid: str, layer: str | None) -> None:
+        """The chair pins the quality a site receives on its stage slot: "high", "mid", "low",
+        "off" (no video, audio goes on), or None (automatic, the allocator decides)."""
+        p = self.participant(pid)
+        if layer is not None and layer not in PINS:
+            raise MediaError(f"pin must be one of {', '.join(PINS)} or null, not {layer!r}")
+        p.pin = layer
+        self._allocate(p, time.monotonic())
+
+    def _allocate(self, p: Participant, now: float) -> None:
+        """Run p's allocator on its current estimate and apply the choices to its video slots."""
+        if not p.slots or p.closed:
+            return
+        demands = p._demands()
+        if self.config.adapt:
+            choices = p.allocator.update(now, p.estimator, demands, p.audio_reserve)
+        else:
+            choices = {d.name: Choice(0 if d.source else PAUSED, ALL_TIDS, 0, "adaptation off") for d in demands}
+        age = self.config.replay_max_age
+        for d in demands:
+            slot = p.slots[d.name]
+            c = choices[d.name]
+            src = slot.source
+            layers = src.video_layers if src is not None else []
+            before = (slot.layer, slot.max_tid, slot.paused)
+            slot.reason = c.reason
+            if not layers:
+                if slot.paused:
+                    slot.paused = False
+                if slot.target is not None or slot.pending is not None or slot.producer is not None:
+                    slot.retarget(None, now, age)
+                slot.layer, slot.layer_name = PAUSED, "off"
+                continue
+            if c.paused:
+                if not slot.paused:
+                    slot.pause()
+                slot.target = layers[-1]
+                slot.layer, slot.layer_name = PAUSED, "off"
+            else:
+                target = layers[min(c.layer, len(layers) - 1)]
+                slot.max_tid = c.tid
+                if slot.paused:
+                    slot.target = target
+                    slot.resume(now, age)
+                elif slot.target is not target:
+                    slot.retarget(target, now, age)
+                slot.layer = target.layer
+                slot.layer_name = layer_name(target.layer, len(layers))
+            if (slot.layer, slot.max_tid, slot.paused) != before and self.on_layer_change is not None:
+                try:
+                    self.on_layer_change(p.id, d.name, slot.stats())
+                except Exception:  # noqa: BLE001
+                    logger.exception("on_layer_change callback failed")
+
     def _retarget_all(self) -> None:
         for p in list(self.participants.values()):
             self._retarget(p)
@@ -604,22 +860,17 @@ class Room:
             return
         now = time.monotonic()
         age = self.config.replay_max_age
-        # stage
+        # video slots: who each shows; which layer is the allocator's choice (_allocate)
         stage_id = self.stage if self.stage != p.id else self._prev_stage
         holder = self.participants.get(stage_id) if stage_id is not None else None
-        target = holder.video if holder is not None and holder is not p else None
         stage = p.slots.get("stage")
-        if stage is not None and stage.target is not target:
-            stage.retarget(target, now, age)
-        # grid
+        if stage is not None:
+            stage.source = holder if holder is not None and holder is not p else None
         page = self.grids.get(p.id, [])
         for i in range(p.grid_slots):
-            slot = p.slots[f"grid{i}"]
             who = self.participants.get(page[i]) if i < len(page) else None
-            prods = [x for x in (who.producers if who is not None else []) if x.kind == "video"]
-            target = prods[-1] if prods else None  # the lowest layer
-            if slot.target is not target:
-                slot.retarget(target, now, age)
+            p.slots[f"grid{i}"].source = who
+        self._allocate(p, now)
         # audio: the audible speakers but p itself, sticky per slot
         want = [self.participants[k].audio for k in self.speakers.audible
                 if k != p.id and k in self.participants and self.participants[k].audio is not None]
@@ -691,6 +942,10 @@ class Room:
         cfg = self.config
         now = time.monotonic()
         wall = time.time()
+        if now >= self._next_alloc:
+            self._next_alloc = now + cfg.alloc_interval
+            self._adapt(now)
+        self._send_probes(now, wall)
         for p in list(self.participants.values()):
             if p._refresh_sinks():
                 self._retarget(p)
@@ -712,7 +967,78 @@ class Room:
                 p._send_receiver_reports()
         self._update_speakers(now)
 
+    def _adapt(self, now: float) -> None:
+        """Per allocation tick (not per packet): measure every layer, then each subscriber's
+        estimate, then allocate."""
+        resorted = False
+        for p in self.participants.values():
+            for producer in p.producers:
+                producer.measure(now)
+                if producer.kind == "video" and not p.declared_layers and producer.measured_for >= 1.0 \
+                        and int(producer.measured_for / self.config.alloc_interval) % 8 == 0:
+                    producer.temporal = producer.seen_temporal_layers()
+            resorted |= p._sort_layers_by_resolution()
+        for p in list(self.participants.values()):
+            if p.slots and not p.closed:
+                p._measure(now)
+                self._allocate(p, now)
+        if resorted:
+            self._retarget_all()
+
+    def _send_probes(self, now: float, wall: float) -> None:
+        """Pad the slots that the allocators probe on, at the probed extra rate, a burst per tick."""
+        ext = None
+        for p in self.participants.values():
+            probe = p.allocator.probe_bps()
+            if probe is None:
+                p._probe_at = now  # type: ignore[attr-defined]
+                continue
+            slot = p.slots.get(probe[0])
+            last = getattr(p, "_probe_at", now)
+            p._probe_at = now  # type: ignore[attr-defined]
+            if slot is None:
+                continue
+            if ext is None:
+                ast = abs_send_time(wall)
+                ext = bytes(((ABS_SEND_TIME_ID << 4) | 2, ast >> 16, (ast >> 8) & 0xFF, ast & 0xFF))
+            nbytes = int(probe[1] / 8 * min(max(now - last, 0.0), 0.3))
+            slot.probe_send(nbytes, ext)
+
     # -- stats ------------------------------------------------------------------------------
+
+    def metrics(self) -> list[tuple[str, dict[str, str], float]]:
+        """Prometheus-friendly samples: (name, labels, value). Gauges unless the name ends in
+        _total. Per participant: estimate, REMB, loss, RTT, sent; per slot: layer index (-1 off),
+        fps, bitrate, paused; per published layer: bitrate and fps; the room's counters."""
+        out: list[tuple[str, dict[str, str], float]] = []
+        for pid, p in self.participants.items():
+            lab = {"participant": pid}
+            e = p.estimator
+            out.append(("confsvc_media_estimate_bps", lab, float(e.bps)))
+            out.append(("confsvc_media_remb_bps", lab, float(e.remb or 0)))
+            out.append(("confsvc_media_loss_ratio", lab, float(e.loss)))
+            out.append(("confsvc_media_rtt_seconds", lab, float(e.rtt or 0.0)))
+            out.append(("confsvc_media_sent_bps", lab, float(p.sent_bps)))
+            out.append(("confsvc_media_low_data", lab, 1.0 if p.allocator.low_data else 0.0))
+            out.append(("confsvc_media_probes_total", lab, float(p.allocator.probes)))
+            out.append(("confsvc_media_failed_probes_total", lab, float(p.allocator.failed_probes)))
+            for name, s in p.slots.items():
+                if s.kind != "video":
+                    continue
+                sl = {"participant": pid, "slot": name}
+                out.append(("confsvc_media_slot_layer", sl, float(s.layer)))
+                out.append(("confsvc_media_slot_fps", sl, float(s.fps())))
+                out.append(("confsvc_media_slot_bitrate_bps", sl, float(s.bitrate)))
+                out.append(("confsvc_media_slot_paused", sl, 1.0 if s.paused else 0.0))
+                out.append(("confsvc_media_slot_switches_total", sl, float(s.switches)))
+            for prod in p.producers:
+                if prod.kind == "video":
+                    ll = {"participant": pid, "layer": str(prod.layer)}
+                    out.append(("confsvc_media_layer_bitrate_bps", ll, float(prod.bitrate)))
+                    out.append(("confsvc_media_layer_fps", ll, float(prod.fps)))
+        for k, v in self.counters.as_dict().items():
+            out.append((f"confsvc_media_{k}_total", {}, float(v)))
+        return out
 
     def stats(self) -> dict[str, Any]:
         return {

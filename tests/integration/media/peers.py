@@ -32,9 +32,45 @@ from aiortc.rtp import RtcpPacket, RtcpSrPacket
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
-from confsvc.media.hooks import restrict_ice  # noqa: E402
+from aiortc.jitterbuffer import JitterBuffer  # noqa: E402
 
-ADDRS = ["127.0.0.1"]
+from confsvc.media.hooks import restrict_ice  # noqa: E402
+from confsvc.media.rtp import parse_vp8  # noqa: E402
+
+
+def _browser_like_keyframes() -> None:
+    """Subscribers' video jitter buffers drop what precedes a keyframe when a packet is missing
+    before it, as a browser's frame buffer does (it never waits for frames a keyframe makes useless).
+    aiortc's waits for every missing packet until 512 packets have passed: after a burst of loss on
+    a shaped link (lost retransmissions, holes older than its NACK window) that is half a minute
+    of frozen video at a low layer, whatever the node does."""
+    orig_add = JitterBuffer.add
+
+    def add(self, packet):
+        origin = self._origin
+        if self._is_video and origin is not None:
+            behind = (origin - packet.sequence_number) & 0xFFFF
+            if 0 < behind < 0x8000:
+                return False, None  # older than what was played: dropped (aiortc resets at 100 behind)
+        if self._is_video and origin is not None and packet.payload:
+            delta = (packet.sequence_number - origin) & 0xFFFF
+            if 0 < delta < self.capacity:
+                try:
+                    key = parse_vp8(packet.payload).keyframe
+                except ValueError:
+                    key = False
+                if key and any(self._packets[(origin + i) % self.capacity] is None for i in range(delta)):
+                    self.remove(delta)
+        return orig_add(self, packet)
+
+    JitterBuffer.add = add
+
+
+_browser_like_keyframes()
+
+# the addresses every peer gathers on: 127.0.0.1, or the subscriber end of a shaped link (a peers
+# process started inside that link's network namespace)
+ADDRS = os.environ.get("CONFSVC_PEER_ADDRS", "127.0.0.1").split(",")
 
 
 class DecodeErrors(logging.Handler):
@@ -45,6 +81,8 @@ class DecodeErrors(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if "failed to decode" in record.getMessage():
             self.count += 1
+            if os.environ.get("ADAPT_DEBUG") and self.count <= 3:
+                print("decode error:", record.getMessage(), file=sys.stderr)
 
 
 class Pattern(VideoStreamTrack):
@@ -118,7 +156,12 @@ class Sub:
                 return
             now = time.monotonic()
             if track.kind == "video":
-                v = self.video.setdefault(mid, {"frames": 0, "first": now, "sizes": [], "by_size": {}})
+                v = self.video.setdefault(mid, {"frames": 0, "first": now, "sizes": [], "by_size": {},
+                                                "last": now, "gaps": []})
+                gap = now - v["last"]
+                if gap > 0.5:  # a freeze: no decoded frame for over 500 ms
+                    v["gaps"].append([round(v["last"], 3), round(gap, 3)])
+                v["last"] = now
                 v["frames"] += 1
                 size = f"{frame.width}x{frame.height}"
                 v["by_size"][size] = v["by_size"].get(size, 0) + 1
@@ -170,6 +213,30 @@ class Sub:
 
         dtls._handle_rtp_data = on_rtp
         dtls._handle_rtcp_data = on_rtcp
+        self.tasks.append(asyncio.ensure_future(self.renack()))
+
+    async def renack(self) -> None:
+        """Like a browser, ask again every 100 ms for packets still missing: aiortc asks once, and its
+        video jitter buffer then waits for a lost retransmission until 512 packets have passed."""
+        while True:
+            await asyncio.sleep(0.1)
+            for t in self.pc.getTransceivers():
+                r = t.receiver
+                gen = getattr(r, "_RTCRtpReceiver__nack_generator", None)
+                streams = getattr(r, "_RTCRtpReceiver__remote_streams", {})
+                if gen is None or not gen.missing or not streams:
+                    continue
+                jb = getattr(r, "_RTCRtpReceiver__jitter_buffer", None)
+                origin = getattr(jb, "_origin", None)
+                if origin is not None:  # nothing from before what the buffer already let go of
+                    gen.missing = {q for q in gen.missing if ((q - origin) & 0xFFFF) < 0x8000}
+                    if not gen.missing:
+                        continue
+                try:
+                    for ssrc in list(streams):
+                        await r._send_rtcp_nack(ssrc, sorted(gen.missing))
+                except Exception:  # noqa: BLE001
+                    pass
 
     def stats(self) -> dict:
         return {"video": self.video, "audio": self.audio, "srs": self.srs[-40:], "dropped": self.dropped,
@@ -180,8 +247,14 @@ class Peers:
     def __init__(self) -> None:
         self.pubs: dict[str, tuple[RTCPeerConnection, list]] = {}
         self.subs: dict[str, Sub] = {}
+        self.layered: dict = {}
+        self.light: dict = {}
         self.errors = DecodeErrors()
-        logging.getLogger("aiortc.rtcrtpreceiver").addHandler(self.errors)
+        # aiortc reports a failed decode at WARNING: count it (the process logs only errors)
+        rlog = logging.getLogger("aiortc.rtcrtpreceiver")
+        rlog.setLevel(logging.WARNING)
+        rlog.propagate = False
+        rlog.addHandler(self.errors)
 
     async def op_publish(self, name: str, width: int = 320, height: int = 240, audio: bool = False,
                          video: bool = True, freq: float = 440.0, amplitude: int = 8000) -> dict:
@@ -199,7 +272,25 @@ class Peers:
         self.pubs[name] = (pc, tracks)
         return {"offer": pc.localDescription.sdp}
 
+    async def op_publish_layers(self, name: str, small: bool = True, seconds: int = 6) -> dict:
+        """A layered camera (bench/_layers.py: pre-encoded VP8 layers + Opus): the offer and the
+        ``layers`` list of its publish message."""
+        from bench import _layers
+
+        media = _layers.load_or_build(_layers.SMALL if small else _layers.CHAIR, seconds=seconds)
+        pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        pub = _layers.LayeredPublisher(media, pc)
+        offer = await pub.offer(restrict=lambda pc: restrict_ice(pc, ADDRS))
+        self.pubs[name] = (pc, [])
+        self.layered[name] = pub
+        return {"offer": offer, "layers": pub.layers()}
+
     async def op_answer(self, name: str, sdp: str) -> dict:
+        pub = self.layered.get(name)
+        if pub is not None:
+            await pub.accept(sdp)
+            pub.start()
+            return {}
         await self.pubs[name][0].setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         return {}
 
@@ -246,13 +337,38 @@ class Peers:
             sent += 1
         return {"sent": sent, "refused": refused}
 
+    async def op_subscribe_light(self, name: str, offer: str) -> dict:
+        """A light subscriber (bench/_lightsub.py): real ICE and DTLS, then RTP only counted (frames by
+        marker bits), never decoded; it sends no receiver reports or REMB."""
+        from bench._lightsub import Kinds, LightSubscriber
+
+        pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        answer = await pc.createAnswer()
+        restrict_ice(pc, ADDRS)
+        await pc.setLocalDescription(answer)
+        light = LightSubscriber(name, pc, Kinds(by_pt={}, keys={}, clocks={}))
+        light.hijack()
+        self.light[name] = light
+        return {"answer": pc.localDescription.sdp}
+
+    async def op_light_stats(self) -> dict:
+        return {"light": {n: {str(ssrc): [st.received, st.markers] for ssrc, st in li.streams.items()}
+                          for n, li in self.light.items()}, "now": time.monotonic()}
+
+    async def op_set_drop(self, name: str, drop: float) -> dict:
+        """Random loss at this subscriber's socket from now on (where tc netem is missing)."""
+        self.subs[name].drop = drop
+        return {}
+
     async def op_stall(self, name: str) -> dict:
         self.subs[name].stalled.set()
         return {}
 
     async def op_stats(self) -> dict:
         return {
-            "pubs": {n: {"frames": sum(getattr(t, "frames", 0) for t in tr), "connection": pc.connectionState}
+            "pubs": {n: {"frames": sum(getattr(t, "frames", 0) for t in tr), "connection": pc.connectionState,
+                         **({"sent": self.layered[n].sent} if n in self.layered else {})}
                      for n, (pc, tr) in self.pubs.items()},
             "subs": {n: s.stats() for n, s in self.subs.items()},
             "decode_errors": self.errors.count,
@@ -260,6 +376,8 @@ class Peers:
         }
 
     async def op_close(self, name: str) -> dict:
+        if name in self.layered:
+            await self.layered.pop(name).stop()
         if name in self.pubs:
             await self.pubs.pop(name)[0].close()
         if name in self.subs:
@@ -270,6 +388,9 @@ class Peers:
         return {}
 
     async def close_all(self) -> None:
+        for light in self.light.values():
+            light.close()
+            await light.pc.close()
         for name in list(self.pubs) + list(self.subs):
             await self.op_close(name)
 

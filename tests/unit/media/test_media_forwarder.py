@@ -190,10 +190,22 @@ def test_nack_is_answered_with_the_bytes_first_sent():
     r.frame(0xB)
     sent = list(sink.sent)
     seqs = [decode(d)["seq"] for d in sent]
-    # ask again for one packet from before the switch and one after
-    assert s.retransmit([seqs[1], seqs[-1], (seqs[-1] + 100) & 0xFFFF]) == 2
-    assert sink.sent[-2:] == [sent[1], sent[-1]]
-    assert (r.c.nack_repaired, r.c.nack_missed) == (2, 1)
+    # ask again for one packet from before the switch and one after: the one after comes back as
+    # first sent; the one before the switch's keyframe is superseded and not resent
+    assert s.retransmit([seqs[1], seqs[-1], (seqs[-1] + 100) & 0xFFFF]) == 1
+    assert sink.sent[-1] == sent[-1] and len(sink.sent) == len(sent) + 1 and s.superseded == 1
+    assert (r.c.nack_repaired, r.c.nack_missed) == (1, 1)
+
+
+def test_nack_before_any_switch_is_answered_with_the_bytes_first_sent():
+    r = Rig()
+    sink = Capture()
+    s = r.slot(sink=sink)
+    s.retarget(r.A, now=r.clock.t)
+    r.frame(0xA, key=True)
+    r.frame(0xA)
+    sent = list(sink.sent)
+    assert s.retransmit([decode(sent[0])["seq"]]) == 1 and sink.sent[-1] == sent[0] and s.superseded == 0
 
 
 def test_rtx_from_publisher_repairs_a_gap_in_order_for_the_slot():
