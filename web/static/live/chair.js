@@ -166,7 +166,7 @@ function renderRoom() {
     li.append(name, " ", give, " ", lower);
     return li;
   }));
-  if (!room.hands.length) { const li = document.createElement("li"); li.className = "muted"; li.textContent = t("hands.none"); hands.append(li); }
+  if (!room.hands.length) { const li = document.createElement("li"); li.className = "muted empty"; li.textContent = t("hands.none"); hands.append(li); }
   $("speaking").textContent = room.speaker ? t("speaking", { name: live.siteName(room.speaker) }) : "";
   renderStage();
   renderMe();
@@ -175,17 +175,18 @@ function renderRoom() {
 }
 
 function renderStage() {
+  // #stage always carries the stage slot (so its decoder runs before the floor moves);
+  // while the chair holds the floor, #stage-self shows the chair's own camera over it
   const room = live.state.room;
+  const stage = $("stage"), own = $("stage-self"), label = $("stage-label");
+  const s = live.streams.stage;
+  if (s && stage.srcObject !== s) stage.srcObject = s;
+  if (own.srcObject !== live.local) own.srcObject = live.local;
   if (!room) return;
-  const stage = $("stage"), label = $("stage-label");
-  if (room.floor) {
-    const s = live.streams.stage;
-    if (s && stage.srcObject !== s) stage.srcObject = s;
-    label.textContent = t("stage.floor", { name: live.siteName(room.floor) });
-  } else {
-    if (stage.srcObject !== live.local) stage.srcObject = live.local;
-    label.textContent = t("stage.chair_self");
-  }
+  own.hidden = !!room.floor;
+  stage.hidden = !room.floor;
+  $("self").hidden = !room.floor;  // the chair's own picture is already the stage
+  label.textContent = room.floor ? t("stage.floor", { name: live.siteName(room.floor) }) : t("stage.chair_self");
 }
 
 function renderMe() {

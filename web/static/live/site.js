@@ -9,8 +9,10 @@ const base = `/s/${token}`;
 const JOINED_KEY = `confsvc-joined-${token}`;
 const proto = location.protocol === "https:" ? "wss:" : "ws:";
 
+// One modest layer (at most 640 px wide, 400 kbps). On a short uplink the browser drops frames rather
+// than pixels: a hall's picture stays legible (the stage is shown large everywhere).
 const live = new LiveClient({ wsUrl: `${proto}//${location.host}/ws?site=${encodeURIComponent(token)}`, maxWidth: 640,
-  layers: [{ scale: 1, maxBitrate: 400_000 }] });
+  degradation: "maintain-resolution", layers: [{ scale: 1, maxBitrate: 400_000 }] });
 window.confsvc = live;
 
 let local = null;
