@@ -83,6 +83,13 @@ def test_the_chair_and_three_sites_join_and_every_site_shows_the_chair(node, bri
         page = new_page(site_browser(code, w, hgt), keep=True)
         page.goto(briefing["links"][code])
         page.locator("#btn-join:not([disabled])").wait_for()
+        if code == SITES[0][0]:  # the checks before joining: each ends in a verdict
+            h.wait_until(lambda p=page: p.locator("#check-network .verdict").get_attribute("data-verdict"), timeout=15,
+                         message="network verdict")
+            h.wait_until(lambda p=page: p.locator("#check-mic .verdict").get_attribute("data-verdict"), timeout=10,
+                         message="microphone verdict")
+            assert page.locator("#check-camera .verdict").get_attribute("data-verdict") == "good"
+            artifacts.screenshot(page, "site-before-joining")
         page.click("#btn-join")
         PAGES[code] = page
     for code, _, _ in SITES:

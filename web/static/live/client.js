@@ -268,8 +268,11 @@ export class LiveClient extends EventTarget {
     this.publish = null;
     this.subscribe = null;
     this.streams = {};
+    this.state.slots = {};
     this._pendingOffer = null;
     this._last = null;
+    this.quality = null;
+    this.emit("slots", this.state.slots);
     this.emit("media", { up: false });
   }
 

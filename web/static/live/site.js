@@ -150,6 +150,7 @@ function showStopped(code) {
 
 live.addEventListener("media", ({ detail }) => {
   const banner = $("banner");
+  if (!detail.up) { $("link-pill").hidden = true; $("link-text").dataset.verdict = ""; $("link-text").textContent = "–"; $("link-figures").textContent = ""; }
   if (live.status !== "joined") return;
   if (!detail.up && (detail.trouble || detail.restarting)) { banner.textContent = t("banner.media"); banner.hidden = false; banner.dataset.kind = "bad"; }
   else if (detail.up) banner.hidden = true;
