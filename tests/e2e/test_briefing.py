@@ -66,6 +66,12 @@ def briefing(node: h.Node) -> dict[str, Any]:
     r = node.post("/api/briefings", json_body=body, headers={"Authorization": f"Bearer {token}"})
     assert r.status == 201, r.text
     b = r.json()
+    # and a weekly one from the day after tomorrow: the site page counts down to it
+    later = start + timedelta(days=2)
+    body2 = {**body, "title": "Giao ban tuần", "start": later.isoformat(), "end": (later + timedelta(hours=2)).isoformat(),
+             "rrule": "FREQ=WEEKLY;COUNT=3"}
+    r2 = node.post("/api/briefings", json_body=body2, headers={"Authorization": f"Bearer {token}"})
+    assert r2.status == 201, r2.text
     return {"id": b["id"], "occ": b["occurrences"][0]["id"], "links": {c: node.site_link(c) for c, _, _ in SITES}}
 
 
@@ -89,6 +95,8 @@ def test_the_chair_and_three_sites_join_and_every_site_shows_the_chair(node, bri
             h.wait_until(lambda p=page: p.locator("#check-mic .verdict").get_attribute("data-verdict"), timeout=10,
                          message="microphone verdict")
             assert page.locator("#check-camera .verdict").get_attribute("data-verdict") == "good"
+            assert page.locator("#upcoming li").count() == 3
+            assert "Bắt đầu sau 2 ngày" in page.locator("#upcoming li .countdown").first.inner_text()
             artifacts.screenshot(page, "site-before-joining")
         page.click("#btn-join")
         PAGES[code] = page

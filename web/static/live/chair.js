@@ -35,6 +35,7 @@ document.querySelectorAll("tr.site-row").forEach((tr) => {
     cam: tr.querySelector(".cam"),
     flags: tr.querySelector(".flags"),
     hand: tr.querySelector(".c-hand"),
+    tile: document.querySelector(`#mosaic .tile[data-code="${CSS.escape(tr.dataset.code)}"]`),
     last: "",
   });
 });
@@ -78,6 +79,12 @@ function updateRow(s) {
   if (room.rollcall && s.rollcall === room.rollcall.id) flags.push(t("wall.present"));
   r.flags.textContent = flags.join(" · ");
   r.hand.textContent = s.hand ? t("wall.hand") : "";
+  if (r.tile) {
+    r.tile.dataset.state = s.state;
+    r.tile.dataset.hand = String(!!s.hand);
+    r.tile.dataset.floor = tr.dataset.floor;
+    r.tile.title = `${s.name} · ${t("state." + s.state)}${s.hand ? " · " + t("wall.hand") : ""}`;
+  }
   applyFilter(r);
 }
 
@@ -99,6 +106,19 @@ function refilter() {
     g.hidden = visible === 0;
   });
 }
+
+// a tile of the mosaic shows its row (and flashes it), whatever the filter
+document.getElementById("mosaic").addEventListener("click", (ev) => {
+  const a = ev.target.closest(".tile");
+  if (!a) return;
+  ev.preventDefault();
+  const r = rows.get(a.dataset.code);
+  if (!r) return;
+  if (r.tr.hidden) { filter = "all"; search = ""; $("wall-search").value = ""; document.querySelector("input[name=filter][value=all]").checked = true; refilter(); }
+  r.tr.scrollIntoView({ block: "center" });
+  r.tr.classList.add("flash");
+  setTimeout(() => r.tr.classList.remove("flash"), 1500);
+});
 
 document.querySelectorAll("input[name=filter]").forEach((i) => i.addEventListener("change", () => { filter = i.value; refilter(); }));
 $("wall-search").addEventListener("input", (ev) => { search = ev.target.value.trim().toLowerCase(); refilter(); });
