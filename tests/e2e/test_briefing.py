@@ -177,6 +177,19 @@ def test_a_roll_call_is_answered_and_tallied(node, briefing, artifacts):
     h.wait_until(lambda: chair.evaluate("window.confsvc.state.room.rollcall.open") is False, message="closed")
 
 
+def test_when_the_media_fails_the_page_publishes_and_subscribes_again_on_the_same_socket(node, briefing):
+    """aiortc has no ICE restart: the page closes both connections and starts its media over."""
+    page = PAGES[SITES[0][0]]
+    page.evaluate("() => { window._ws = window.confsvc.ws; window._pc = window.confsvc.subscribe; window.confsvc.mediaFailed(0); }")
+    h.wait_until(lambda: page.evaluate("window.confsvc.subscribe && window.confsvc.subscribe !== window._pc"),
+                 message="a new subscribe connection")
+    h.wait_frames_rising(page, SUB, timeout=20)
+    assert page.evaluate("window.confsvc.ws === window._ws && window.confsvc.ws.readyState === 1")
+    h.wait_until(lambda: _shows(page, "YB", 1280), message="the chair's picture again")
+    chair = PAGES["chair"]
+    h.wait_until(lambda: chair.locator(f"#row-{SITES[0][0]}").get_attribute("data-state") == "connected", message="still connected")
+
+
 def test_the_node_is_killed_and_restarted_and_every_page_comes_back_by_itself(node, briefing, artifacts):
     pages = {"chair": PAGES["chair"], **{c: PAGES[c] for c, _, _ in SITES}}
     node.kill()
