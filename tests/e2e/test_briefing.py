@@ -209,3 +209,22 @@ def test_the_node_is_killed_and_restarted_and_every_page_comes_back_by_itself(no
     # the chair's own picture is published again: a site's stage decodes it (checked above); the grid too
     h.wait_until(lambda: chair.locator(".thumb:not([hidden])").count() == 3, timeout=15, message="grid thumbnails")
     artifacts.screenshot(chair, "chair-wall-after-restart", full_page=False)
+
+
+def test_a_removed_site_stops_and_the_end_stops_everyone(node, briefing, artifacts):
+    chair = PAGES["chair"]
+    chair.on("dialog", lambda d: d.accept())
+    gone = SITES[2][0]
+    chair.locator(f"#row-{gone} button[data-act=more]").click()
+    chair.locator("#row-menu button[data-menu=remove]").click()
+    page = PAGES[gone]
+    h.wait_until(lambda: page.locator("#stopped").is_visible(), message="the removed site's page stops")
+    assert "mời ra khỏi" in page.locator("#stopped-title").inner_text()
+    h.wait_until(lambda: chair.locator(f"#row-{gone}").get_attribute("data-state") == "removed", message="removed on the wall")
+    time.sleep(1.5)  # it does not come back by itself
+    assert page.evaluate("window.confsvc.status") == "stopped" and page.evaluate("window.confsvc.ws") is None
+    chair.click("#btn-end")
+    for code, _, _ in SITES[:2]:
+        h.wait_until(lambda p=PAGES[code]: p.locator("#stopped").is_visible(), message=f"{code} sees the end")
+        assert "kết thúc" in PAGES[code].locator("#stopped-title").inner_text()
+    artifacts.screenshot(PAGES[SITES[0][0]], "site-ended", full_page=False)
