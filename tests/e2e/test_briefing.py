@@ -119,7 +119,7 @@ def test_the_chair_and_three_sites_join_and_every_site_shows_the_chair(node, bri
     artifacts.screenshot(chair, "chair-wall", full_page=False)
 
 
-def test_the_floor_goes_to_one_site_and_every_stage_shows_it_within_2_s(node, briefing):
+def test_the_floor_goes_to_one_site_and_every_stage_shows_it_within_2_s(node, briefing, artifacts):
     chair = PAGES["chair"]
     code, w, _ = SITES[1]
     others = [PAGES[c] for c, _, _ in SITES if c != code]
@@ -146,6 +146,9 @@ def test_the_floor_goes_to_one_site_and_every_stage_shows_it_within_2_s(node, br
     h.wait_until(lambda: "Mic bật" in chair.locator(f"#row-{code} .mic").inner_text(), message="mic on the wall")
     for p in others:
         assert "Đang phát biểu" in p.locator("#stage-label").inner_text()
+    assert site.locator("#floor-note").is_visible()
+    artifacts.screenshot(others[0], "site-another-has-the-floor", full_page=False)
+    artifacts.screenshot(site, "site-with-the-floor", full_page=False)
     chair.click("#btn-take")
     h.wait_until(lambda: all(_shows(p, "YB", 1280) for p in others), timeout=5, message="the chair again")
     h.wait_until(lambda: not site.evaluate("window.confsvc.local.getAudioTracks()[0].enabled"), message="mic closed")

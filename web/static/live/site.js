@@ -205,7 +205,7 @@ function renderRoom() {
   const speaking = $("speaking");
   speaking.hidden = !room.speaker;
   speaking.textContent = room.speaker ? t("speaking", { name: live.siteName(room.speaker) }) : "";
-  if (me.mic) $("ask").hidden = true;
+  if (me.mic) { $("ask").hidden = true; $("notice").hidden = true; }
   renderStage();
 }
 
