@@ -302,8 +302,7 @@ class Hub:
             await self.record(room.id, Reconnected(site=who.code, conn=conn, previous=""))
         else:
             await self.record(room.id, Joined(site=who.code, conn=conn))
-        if who.role == "chair":
-            room.apply_grid()
+        room.apply_grid()  # the chair's grid follows who is connected (a site joining after the chair, too)
         return session
 
     async def set_phase(self, occ_id: str, phase: str) -> None:
