@@ -22,7 +22,7 @@ from confsvc.auth.accounts import Accounts, Role
 from confsvc.auth.sitelinks import SiteLinks
 from confsvc.config import Settings
 from confsvc.directory.service import Directory
-from confsvc.http import admin, api, attendance, i18n, pages, scheduling, site, ws
+from confsvc.http import admin, api, attendance, chair, i18n, pages, scheduling, site, ws
 from confsvc.http.authz import CSRF_NONCE, auth_middleware, csrf_token, current_user
 from confsvc.http.context import ACCOUNTS, DIRECTORY, METRICS, REDIS, SECRET, SETTINGS, SITE_LINKS, STATUS
 from confsvc.http.errors import error_middleware
@@ -154,6 +154,7 @@ def build_app(settings: Settings, redis: Redis, secret: str) -> web.Application:
     app.router.add_routes(admin.routes)
     scheduling.setup(app)  # /api/briefings, /briefings pages, calendars; the lifecycle clock
     attendance.setup(app, OccurrenceSource(app[scheduling.BRIEFINGS]))  # reports, exports, the node's attendance log
+    app.router.add_routes(chair.routes)  # the chair's control page
     ws.setup(app)  # /ws: signaling and media (after attendance: the hub writes to its log)
     app.router.add_static("/static/", WEB_DIR / "static", name="static", append_version=True)
 

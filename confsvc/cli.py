@@ -16,7 +16,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from confsvc import __version__
+from confsvc.app import resolve_secret
+from confsvc.auth.accounts import Accounts
+from confsvc.auth.sitelinks import SiteLinks
 from confsvc.config import ConfigError, Settings
+from confsvc.directory.service import Directory
+from confsvc.store.redis import Redis
 
 log = logging.getLogger("confsvc")
 
@@ -101,6 +106,27 @@ def _directory_key():  # noqa: ANN202
     return DIRECTORY
 
 
+# --- commands on the store ----------------------------------------------------------------------
+StoreCommand = Callable[[Settings, "Redis"], Awaitable[None]]
+
+
+def _with_store(command: StoreCommand) -> int:
+    """Run ``command`` against the store (the running node's embedded Redis, or one started for
+    it); an account error becomes a CLI error (exit 2)."""
+    from confsvc.auth.accounts import AccountError
+    from confsvc.store.redis import open_store
+
+    async def run(settings: Settings) -> int:
+        async with open_store(settings, own=False) as redis:
+            try:
+                await command(settings, redis)
+            except AccountError as exc:
+                raise CliError(str(exc)) from None
+        return 0
+
+    return _run(run)
+
+
 # --- sites -------------------------------------------------------------------------------------
 def _sites_import(args: argparse.Namespace) -> int:
     from confsvc.directory.model import DirectoryError, parse_csv
@@ -118,70 +144,58 @@ def _sites_import(args: argparse.Namespace) -> int:
         lines += [f"  {e}" for e in exc.errors]
         raise CliError("\n".join(lines)) from None
 
-    async def run(settings: Settings) -> int:
-        from confsvc.app import resolve_secret
-        from confsvc.auth.sitelinks import SiteLinks
-        from confsvc.directory.service import Directory
-        from confsvc.store.redis import open_store
-
-        async with open_store(settings, own=False) as redis:
-            n = await Directory(redis).replace(sites)
-            made = await SiteLinks(redis, resolve_secret(settings)).ensure([s.code for s in sites])
+    async def run(settings: Settings, redis: Redis) -> None:
+        n = await Directory(redis).replace(sites)
+        made = await SiteLinks(redis, resolve_secret(settings)).ensure([s.code for s in sites])
         print(f"imported {n} sites from {args.file} ({made} new join links)")
-        return 0
 
-    return _run(run)
+    return _with_store(run)
 
 
 def _sites_export(args: argparse.Namespace) -> int:
-    async def run(settings: Settings) -> int:
+    async def run(settings: Settings, redis: Redis) -> None:
         from confsvc.directory.model import to_csv
-        from confsvc.directory.service import Directory
-        from confsvc.store.redis import open_store
 
-        async with open_store(settings, own=False) as redis:
-            tree = await Directory(redis).tree()
-        sys.stdout.write(to_csv(tree.ordered()))
-        return 0
+        sys.stdout.write(to_csv((await Directory(redis).tree()).ordered()))
 
-    return _run(run)
+    return _with_store(run)
 
 
 def _sites_link(args: argparse.Namespace) -> int:
-    async def run(settings: Settings) -> int:
-        from confsvc.app import resolve_secret
-        from confsvc.auth.sitelinks import SiteLinks
-        from confsvc.directory.service import Directory
-        from confsvc.store.redis import open_store
-
-        async with open_store(settings, own=False) as redis:
-            if await Directory(redis).get(args.code) is None:
-                raise CliError(f"no site with code {args.code!r}")
-            links = SiteLinks(redis, resolve_secret(settings))
-            token = await links.rotate(args.code) if args.rotate else await links.token(args.code)
+    async def run(settings: Settings, redis: Redis) -> None:
+        if await Directory(redis).get(args.code) is None:
+            raise CliError(f"no site with code {args.code!r}")
+        links = SiteLinks(redis, resolve_secret(settings))
+        token = await links.rotate(args.code) if args.rotate else await links.token(args.code)
         if token is None:
             raise CliError(f"the link of {args.code} is revoked; make a new one with --rotate")
         print(f"{settings.base_url}/s/{token}")
-        return 0
 
-    return _run(run)
+    return _with_store(run)
 
 
 # --- users and tokens --------------------------------------------------------------------------
 def _read_password(args: argparse.Namespace) -> str:
+    """From stdin (--password-stdin) or asked twice on the terminal; checked for strength."""
+    from confsvc.auth.passwords import WeakPassword, check_strength
+
     if args.password_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    if not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\n")
+    elif not sys.stdin.isatty():
         raise CliError("no terminal to ask for the password: pass --password-stdin and pipe it in")
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Again: ") != first:
-        raise CliError("the two passwords differ")
-    return first
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise CliError("the two passwords differ")
+    try:
+        check_strength(password)
+    except WeakPassword as exc:
+        raise CliError(str(exc)) from None
+    return password
 
 
 def _users_add(args: argparse.Namespace) -> int:
     from confsvc.auth.accounts import AccountError, check_role, check_username
-    from confsvc.auth.passwords import WeakPassword, check_strength
 
     try:
         check_username(args.username)
@@ -189,98 +203,50 @@ def _users_add(args: argparse.Namespace) -> int:
     except AccountError as exc:
         raise CliError(str(exc)) from None
     password = _read_password(args)
-    try:
-        check_strength(password)
-    except WeakPassword as exc:
-        raise CliError(str(exc)) from None
 
-    async def run(settings: Settings) -> int:
-        from confsvc.auth.accounts import Accounts
-        from confsvc.store.redis import open_store
-
-        async with open_store(settings, own=False) as redis:
-            try:
-                user = await Accounts(redis).create(args.username, args.role, password, args.name or "")
-            except AccountError as exc:
-                raise CliError(str(exc)) from None
+    async def run(settings: Settings, redis: Redis) -> None:
+        user = await Accounts(redis).create(args.username, args.role, password, args.name or "")
         print(f"created {user.role} account {user.username!r}")
-        return 0
 
-    return _run(run)
+    return _with_store(run)
 
 
 def _users_password(args: argparse.Namespace) -> int:
-    from confsvc.auth.passwords import WeakPassword, check_strength
-
     password = _read_password(args)
-    try:
-        check_strength(password)
-    except WeakPassword as exc:
-        raise CliError(str(exc)) from None
 
-    async def run(settings: Settings) -> int:
-        from confsvc.auth.accounts import AccountError, Accounts
-        from confsvc.store.redis import open_store
-
-        async with open_store(settings, own=False) as redis:
-            try:
-                await Accounts(redis).set_password(args.username, password)
-            except AccountError as exc:
-                raise CliError(str(exc)) from None
+    async def run(settings: Settings, redis: Redis) -> None:
+        await Accounts(redis).set_password(args.username, password)
         print(f"password of {args.username!r} changed; its open sessions are signed out")
-        return 0
 
-    return _run(run)
+    return _with_store(run)
 
 
 def _users_list(args: argparse.Namespace) -> int:
-    async def run(settings: Settings) -> int:
-        from confsvc.auth.accounts import Accounts
-        from confsvc.store.redis import open_store
-
-        async with open_store(settings, own=False) as redis:
-            users = await Accounts(redis).all()
-        for u in users:
+    async def run(settings: Settings, redis: Redis) -> None:
+        for u in await Accounts(redis).all():
             print(f"{u.username}\t{u.role}\t{'disabled' if u.disabled else 'active'}\t{u.display_name}")
-        return 0
 
-    return _run(run)
+    return _with_store(run)
 
 
 def _users_disable(args: argparse.Namespace) -> int:
-    async def run(settings: Settings) -> int:
-        from confsvc.auth.accounts import AccountError, Accounts
-        from confsvc.store.redis import open_store
-
-        async with open_store(settings, own=False) as redis:
-            accounts = Accounts(redis)
-            try:
-                await accounts.set_disabled(args.username, not args.enable)
-            except AccountError as exc:
-                raise CliError(str(exc)) from None
-            if not args.enable:
-                await accounts.revoke_api_tokens(args.username)
+    async def run(settings: Settings, redis: Redis) -> None:
+        accounts = Accounts(redis)
+        await accounts.set_disabled(args.username, not args.enable)
+        if not args.enable:
+            await accounts.revoke_api_tokens(args.username)
         print(f"{args.username!r} {'enabled' if args.enable else 'disabled (and its API tokens revoked)'}")
-        return 0
 
-    return _run(run)
+    return _with_store(run)
 
 
 def _tokens_create(args: argparse.Namespace) -> int:
-    async def run(settings: Settings) -> int:
-        from confsvc.auth.accounts import AccountError, Accounts
-        from confsvc.store.redis import open_store
-
-        async with open_store(settings, own=False) as redis:
-            try:
-                token = await Accounts(redis).create_api_token(args.username, args.label or "")
-            except AccountError as exc:
-                raise CliError(str(exc)) from None
+    async def run(settings: Settings, redis: Redis) -> None:
+        token = await Accounts(redis).create_api_token(args.username, args.label or "")
         print(token)
         print(f"(API token for {args.username}; shown once. Send it as 'Authorization: Bearer <token>'.)", file=sys.stderr)
-        return 0
 
-    return _run(run)
+    return _with_store(run)
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -95,14 +95,17 @@ class OccurrenceSource:
     def facts(occ: Any) -> BriefingFacts | None:
         if str(occ.state) == "cancelled":
             return None
-        end = occ.ends_at
+        start, end = occ.starts_at, occ.ends_at
+        lobby = getattr(occ, "lobby_opens_at", None) or start
         for t in getattr(occ, "transitions", ()):
+            if str(t.state) == "live" and lobby <= t.at < start:
+                start = t.at  # the chair started early: the briefing ran from then
             if str(t.state) == "ended" and occ.starts_at < t.at < end:
                 end = t.at  # the chair ended it early
         return BriefingFacts(
             id=occ.id,
             title=occ.title,
-            starts_at=occ.starts_at,
+            starts_at=start,
             ends_at=end,
             invited=tuple(occ.invited_sites),
             organizer=occ.organizer,

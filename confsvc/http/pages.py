@@ -11,7 +11,7 @@ from aiohttp_session import get_session
 
 from confsvc.auth.accounts import Role
 from confsvc.directory.model import Kind
-from confsvc.http import attendance, i18n, scheduling
+from confsvc.http import attendance, chair, i18n, scheduling
 from confsvc.http.authz import current_user, log_in, require_role
 from confsvc.http.context import ACCOUNTS, DIRECTORY, REDIS, SITE_LINKS
 from confsvc.store import keys
@@ -98,7 +98,7 @@ async def home(request: web.Request) -> dict[str, Any]:
     directory = request.app[DIRECTORY]
     tree = await directory.tree()
     counts = {k: sum(1 for s in tree.sites.values() if s.kind is k) for k in Kind}
-    return {"role": str(user.role), "counts": counts, "total": len(tree.sites), "home_links": scheduling.home_links(user) + attendance.home_links(user)}
+    return {"role": str(user.role), "counts": counts, "total": len(tree.sites), "home_links": chair.home_links(user) + scheduling.home_links(user) + attendance.home_links(user)}
 
 
 @routes.get("/directory", name="directory")

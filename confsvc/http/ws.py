@@ -14,19 +14,21 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
 from aiohttp import WSMsgType, web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis.exceptions import RedisError
 
 from confsvc.attendance.events import LeaveReason
+from confsvc.attendance.presence import Presence
 from confsvc.auth.accounts import Role
 from confsvc.auth.turn import ice_servers
 from confsvc.http.attendance import ATTENDANCE_LOG
 from confsvc.http.authz import current_user
-from confsvc.http.context import DIRECTORY, REDIS, SETTINGS, SITE_LINKS
+from confsvc.http.context import DIRECTORY, METRICS, REDIS, SETTINGS, SITE_LINKS
 from confsvc.http.scheduling import BRIEFINGS
 from confsvc.media import MediaConfig
 from confsvc.scheduling.service import Actor
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 HUB: web.AppKey[Hub] = web.AppKey("signaling_hub", Hub)
 CLOSE_REFUSED = 4000
+TRANSPORT_LIMIT = 16 * MAX_MESSAGE_BYTES
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -56,7 +59,9 @@ async def _refuse(ws: web.WebSocketResponse, exc: ProtocolError) -> web.WebSocke
 
 @routes.get("/ws")
 async def websocket(request: web.Request) -> web.StreamResponse:
-    ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=MAX_MESSAGE_BYTES)
+    # frames up to TRANSPORT_LIMIT are read and refused by the protocol (over MAX_MESSAGE_BYTES) with an
+    # error message, the socket staying usable; only a frame beyond it closes the socket (1009)
+    ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=TRANSPORT_LIMIT)
     await ws.prepare(request)
     app = request.app
     hub = app[HUB]
@@ -122,6 +127,32 @@ async def _identify(request: web.Request) -> tuple[Identity, Any]:
     return Identity(code=occ.chair, role="chair", label=user.username), occ
 
 
+class _HubCollector:
+    """Live rooms, pages, sites by wall state, and the media counters, read at scrape time."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        hub = self.hub
+        yield GaugeMetricFamily("confsvc_live_rooms", "briefings live on this node", value=len(hub.rooms))
+        yield GaugeMetricFamily("confsvc_connected_pages", "pages connected to this node",
+                                value=sum(len(r.sessions) for r in hub.rooms.values()))
+        states = GaugeMetricFamily("confsvc_sites", "invited sites of the live briefings by wall state", labels=["state"])
+        totals: dict[str, int] = {}
+        for room in hub.rooms.values():
+            for state, n in room.state.counts().items():
+                totals[state] = totals.get(state, 0) + n
+        for state, n in sorted(totals.items()):
+            states.add_metric([state], n)
+        yield states
+        for name, value in sorted(hub.counters().items()):
+            yield CounterMetricFamily(f"confsvc_media_{name}", f"media plane: {name.replace('_', ' ')}", value=value)
+
+
 def setup(app: web.Application) -> None:
     """The hub lives while the app runs; it follows the schedule's state changes (Redis pub/sub)."""
     app.router.add_routes(routes)
@@ -145,11 +176,18 @@ def setup(app: web.Application) -> None:
         async def on_end(occ_id: str, who: str) -> None:
             await briefings.end_now(occ_id, Actor(who or "chair", admin=True))
 
+        presence = Presence(app[REDIS], settings.node)
+        try:
+            await presence.recover(app[ATTENDANCE_LOG])  # a crash of this node's previous run: its pages dropped
+        except (RedisError, OSError) as exc:
+            log.warning("could not close the previous run's connections: %s", exc)
+        presence.start()
         hub = Hub(
             log=app[ATTENDANCE_LOG], site_info=site_info, media_config=MediaConfig.from_settings(settings),
-            node=settings.node, on_start=on_start, on_end=on_end,
+            node=settings.node, on_start=on_start, on_end=on_end, presence=presence,
         )
         app[HUB] = hub
+        app[METRICS].register(_HubCollector(hub))
         stop = asyncio.Event()
         listener = asyncio.create_task(_follow_schedule(app[REDIS], hub, stop), name="signaling-schedule")
         yield
@@ -158,6 +196,7 @@ def setup(app: web.Application) -> None:
         if not listener.done():
             listener.cancel()
         await hub.close()
+        await presence.stop()
 
     app.cleanup_ctx.append(hub_ctx)
 

@@ -64,6 +64,11 @@ class EventLog(Protocol):
     def submit(self, briefing_id: str, event: Any) -> Any: ...
 
 
+class PresenceLike(Protocol):
+    async def opened(self, conn: str, briefing: str, site: str) -> None: ...
+    async def closed(self, conn: str) -> None: ...
+
+
 SiteInfo = Callable[[Sequence[str]], Awaitable[list[tuple[str, str, str, str | None]]]]
 
 
@@ -125,7 +130,9 @@ class LiveRoom:
 
     # --- media follows the state --------------------------------------------------------------
     def apply_stage(self) -> None:
-        self.media.set_stage(self.state.stage())
+        """Every stage shows the floor (or the chair); nobody's while that site has no media here."""
+        stage = self.state.stage()
+        self.media.set_stage(stage if stage in self.media.participants else None)
 
     def apply_mic(self, code: str) -> None:
         self.media.set_muted(code, not self.state.sites[code].mic)
@@ -134,7 +141,8 @@ class LiveRoom:
         chair = self.state.chair
         if chair not in self.media.participants:
             return
-        connected = [c for c, s in self.state.sites.items() if s.conn is not None and c != chair]
+        connected = [c for c, s in self.state.sites.items()
+                     if s.conn is not None and c != chair and c in self.media.participants]
         start = self.grid_page * self.grid_size
         self.media.set_grid(chair, connected[start:start + self.grid_size])
 
@@ -205,6 +213,8 @@ class Hub:
         quality_period: float = QUALITY_PERIOD_S,
         on_start: Callable[[str, str], Awaitable[Any]] | None = None,
         on_end: Callable[[str, str], Awaitable[Any]] | None = None,
+        rate: tuple[float, float] = (20.0, 40.0),
+        presence: PresenceLike | None = None,
     ) -> None:
         self.log = log
         self.site_info = site_info
@@ -214,7 +224,10 @@ class Hub:
         self.quality_period = quality_period
         self.on_start = on_start  # (occurrence id, who) -> persist "live" in scheduling
         self.on_end = on_end
+        self.rate = rate  # messages a second per connection, burst
+        self.presence = presence  # which pages this node holds (a crash shows as their drop)
         self.rooms: dict[str, LiveRoom] = {}
+        self.closed_counters: dict[str, int] = {}  # media counters of the rooms closed on this node
         self._lock = asyncio.Lock()
 
     # --- attendance ----------------------------------------------------------------------------
@@ -279,14 +292,17 @@ class Hub:
             "state": room.state.snapshot(),
         })
         room.push_site(who.code)
+        if self.presence is not None:
+            if replaced is not None:
+                await self.presence.closed(replaced)
+            await self.presence.opened(conn, room.id, who.code)
         if replaced is not None:
             await self.record(room.id, Reconnected(site=who.code, conn=conn, previous=replaced))
         elif back:
             await self.record(room.id, Reconnected(site=who.code, conn=conn, previous=""))
         else:
             await self.record(room.id, Joined(site=who.code, conn=conn))
-        if who.role == "chair":
-            room.apply_grid()
+        room.apply_grid()  # the chair's grid follows who is connected (a site joining after the chair, too)
         return session
 
     async def set_phase(self, occ_id: str, phase: str) -> None:
@@ -310,13 +326,27 @@ class Hub:
         for session in list(room.sessions.values()):
             await session.leave(LeaveReason.ENDED)
         self.rooms.pop(room.id, None)
+        await self._close_room(room)
+
+    async def _close_room(self, room: LiveRoom) -> None:
         await room.close()
+        for name, value in room.media.counters.as_dict().items():
+            self.closed_counters[name] = self.closed_counters.get(name, 0) + value
+
+    def counters(self) -> dict[str, int]:
+        """Media counters of every room this node ran (live and closed): monotonic, for /metrics."""
+        out = dict(self.closed_counters)
+        for room in self.rooms.values():
+            for name, value in room.media.counters.as_dict().items():
+                out[name] = out.get(name, 0) + value
+        return out
 
     async def close(self) -> None:
+        """The node stops: every page is dropped (it will reconnect to the node when it is back)."""
         for room in list(self.rooms.values()):
             for session in list(room.sessions.values()):
-                await session.shutdown()
-            await room.close()
+                await session.leave(LeaveReason.DROPPED)
+            await self._close_room(room)
         self.rooms.clear()
 
 
@@ -334,7 +364,7 @@ class Session:
         self.code = who.code
         self.conn = conn
         self.outbox = Outbox(send)
-        self.limiter = RateLimiter()
+        self.limiter = RateLimiter(*room.hub.rate)
         self.client_quality: dict[str, float] = {}
         self.replaced = False
         self.done = False
@@ -597,6 +627,8 @@ class Session:
                 if had_floor != room.state.floor:
                     room.push_room()
             await room.hub.record(room.id, Left(site=self.code, conn=self.conn, reason=reason))
+        if room.hub.presence is not None:
+            await room.hub.presence.closed(self.conn)
         await self.shutdown()
 
     async def shutdown(self) -> None:

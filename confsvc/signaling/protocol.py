@@ -103,6 +103,8 @@ SERVER_TYPES = {
     "welcome": "first message: who you are, the briefing, ICE servers, and the whole room state",
     "state": "the whole room state (after a reconnect, or when much changed)",
     "site": "one site's entry changed (state, link quality, microphone, camera, hand)",
+    "sites": "many sites' entries changed at once (the quality round every 10 s)",
+    "rollcall": "a roll call started: answer with rollcall_answer",
     "room": "room-wide fields changed (phase, floor, locked, open_mics, rollcall)",
     "publish_answer": "the node's answer to publish",
     "subscribe_offer": "the node's offer of the subscribe connection, with which mid carries which slot",

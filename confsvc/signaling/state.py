@@ -125,7 +125,8 @@ class RoomState:
         rc = self.rollcall
         tally = None
         if rc is not None:
-            answered = sum(1 for s in self.sites.values() if s.rollcall == rc.id)
+            # the sites that answered, out of the sites asked (the chair is marked but not asked)
+            answered = sum(1 for s in self.sites.values() if s.rollcall == rc.id and s.code != self.chair)
             tally = {"id": rc.id, "open": rc.open, "answered": answered, "invited": len(self.sites) - 1}
         hands = sorted((s.hand, s.code) for s in self.sites.values() if s.hand is not None)
         return {

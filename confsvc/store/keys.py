@@ -102,3 +102,13 @@ def attendance_writers(briefing_id: str) -> str:
 def attendance_report_cache(briefing_id: str) -> str:
     """string: JSON of the finished briefing's report rows, with the log position it was made at."""
     return f"{PREFIX}att:{briefing_id}:report"
+
+# --- node presence (attendance) --------------------------------------------------------------
+def node_open_connections(node: str) -> str:
+    """hash: connection id -> "<briefing id>|<site code>|<opened epoch ms>" of the pages on a node now."""
+    return f"{PREFIX}node:{node}:conns"
+
+
+def node_alive(node: str) -> str:
+    """string: epoch ms of the node's last heartbeat (its last sign of life)."""
+    return f"{PREFIX}node:{node}:alive"

@@ -71,3 +71,15 @@ async def test_cancelled_have_no_attendance_and_early_end_cuts_the_window():
     assert e is not None and e.ends_at == T0 + timedelta(minutes=80)
     listed = await src.between(T0 - timedelta(days=1), T0 + timedelta(days=1))
     assert [b.id for b in listed] == [early.id]
+
+
+async def test_early_start_opens_the_window_when_the_chair_started():
+    lobby = T0 - timedelta(minutes=60)
+    early = Occ("s1-20261116T0100Z", T0, transitions=(Tr("open", lobby), Tr("live", T0 - timedelta(minutes=20))))
+    object.__setattr__(early, "lobby_opens_at", lobby)
+    before_lobby = Occ("s2-20261116T0100Z", T0, transitions=(Tr("live", lobby - timedelta(minutes=5)),))
+    object.__setattr__(before_lobby, "lobby_opens_at", lobby)
+    src = OccurrenceSource(FakeBriefings([early, before_lobby]), clock=lambda: T0 + timedelta(days=1))
+    got = await src.get(early.id)
+    assert got is not None and got.starts_at == T0 - timedelta(minutes=20)
+    assert (await src.get(before_lobby.id)).starts_at == T0  # a stray time outside the lobby is ignored
