@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pathlib
 import sys
 import time
 
 import pytest
-from conftest import PEERS, PeerProcess
 
 from bench._netns import ShapedLink, unavailable
 
@@ -26,6 +26,7 @@ if WHY:
     pytest.skip(f"shaped-link adaptation tests skipped: {WHY}", allow_module_level=True)
 
 TOP, LOW = "640x360", "160x90"
+PEERS = pathlib.Path(__file__).with_name("peers.py")
 
 
 @pytest.fixture
@@ -38,12 +39,12 @@ async def link():
 
 
 @pytest.fixture
-async def shaped_peers(link):
+async def shaped_peers(link, peers):
     env = dict(os.environ, CONFSVC_PEER_ADDRS=link.sub_addr)
     proc = await asyncio.create_subprocess_exec(*link.peer_command(sys.executable, str(PEERS)), env=env,
                                                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                                                 limit=1 << 22)
-    pp = PeerProcess(proc)
+    pp = type(peers)(proc)  # conftest's PeerProcess (JSON lines to peers.py)
     try:
         yield pp
     finally:
