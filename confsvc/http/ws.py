@@ -151,6 +151,20 @@ class _HubCollector:
         yield states
         for name, value in sorted(hub.counters().items()):
             yield CounterMetricFamily(f"confsvc_media_{name}", f"media plane: {name.replace('_', ' ')}", value=value)
+        # per participant and slot: estimate, layer, frame rate, bitrate (the rooms' own samples)
+        families: dict[str, Any] = {}
+        for room in hub.rooms.values():
+            for name, labels, value in room.media.metrics():
+                if "participant" not in labels:
+                    continue  # room counters: exported above, summed over rooms
+                keys_ = ["briefing", *sorted(labels)]
+                fam = families.get(name)
+                if fam is None:
+                    kind = CounterMetricFamily if name.endswith("_total") else GaugeMetricFamily
+                    base = name[: -len("_total")] if name.endswith("_total") else name
+                    fam = families[name] = kind(base, base.replace("confsvc_media_", "media: ").replace("_", " "), labels=keys_)
+                fam.add_metric([room.id, *(labels[k] for k in sorted(labels))], value)
+        yield from families.values()
 
 
 def setup(app: web.Application) -> None:

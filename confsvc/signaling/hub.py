@@ -95,8 +95,11 @@ class LiveRoom:
         self._byte_marks: dict[str, tuple[float, int, int]] = {}
         media.on_slot_change = self._slot_changed
         media.on_dominant_speaker = self._speaker_changed
+        media.on_layer_change = self._layer_changed
         self._dirty_slots: set[str] = set()
         self._slots_flush: asyncio.Handle | None = None
+        self._dirty_recv: set[str] = set()
+        self._recv_flush: asyncio.TimerHandle | None = None
 
     # --- pushing ---------------------------------------------------------------------------
     def broadcast(self, message: dict[str, Any], only: str | None = None) -> None:
@@ -133,6 +136,29 @@ class LiveRoom:
         """Every stage shows the floor (or the chair); nobody's while that site has no media here."""
         stage = self.state.stage()
         self.media.set_stage(stage if stage in self.media.participants else None)
+
+    def apply_prefs(self, code: str) -> None:
+        """The site's "low data" choice and the chair's pin, on its media (after every re-add too)."""
+        if code in self.media.participants:
+            site = self.state.sites[code]
+            self.media.set_low_data(code, site.low_data)
+            self.media.pin_layer(code, site.pin)
+
+    def _layer_changed(self, pid: str, slot: str, stats: dict[str, Any]) -> None:
+        """What a site receives on its stage changed (layer, frame rate, pause): the chair's wall shows it."""
+        if slot != "stage" or pid not in self.state.sites:
+            return
+        self.state.sites[pid].recv = {k: stats.get(k) for k in ("layer", "fps", "paused", "width", "height")}
+        self._dirty_recv.add(pid)
+        if self._recv_flush is None:
+            self._recv_flush = asyncio.get_running_loop().call_later(0.2, self._flush_recv)
+
+    def _flush_recv(self) -> None:
+        self._recv_flush = None
+        dirty, self._dirty_recv = self._dirty_recv, set()
+        sites = [self.state.sites[c].public(self.state.phase) for c in dirty if c in self.state.sites]
+        if sites:
+            self.broadcast({"type": "sites", "sites": sites})
 
     def apply_mic(self, code: str) -> None:
         self.media.set_muted(code, not self.state.sites[code].mic)
@@ -186,7 +212,8 @@ class LiveRoom:
             stage = stats["slots"].get("stage", {})
             self.hub.submit(self.id, QualitySample(
                 site=code, conn=session.conn, bitrate_in=values["bitrate_in"], bitrate_out=values["bitrate_out"],
-                loss=values["loss"], rtt_ms=values["rtt_ms"], layer="paused" if stage and not stage.get("live") else "",
+                loss=values["loss"], rtt_ms=values["rtt_ms"],
+                layer="paused" if stage.get("paused") else str(stage.get("layer") or ""),
             ))
         if changed:
             self.broadcast({"type": "sites", "sites": changed})
@@ -196,8 +223,9 @@ class LiveRoom:
             self._quality_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._quality_task
-        if self._slots_flush is not None:
-            self._slots_flush.cancel()
+        for handle in (self._slots_flush, self._recv_flush):
+            if handle is not None:
+                handle.cancel()
         await self.media.close()
 
 
@@ -283,6 +311,7 @@ class Hub:
             await room.media.remove_participant(who.code)
         room.media.add_participant(who.code, grid_slots=room.grid_size if who.role == "chair" else 0)
         room.apply_mic(who.code)
+        room.apply_prefs(who.code)
         session.outbox.start()
         session.push({
             "type": "welcome",
@@ -413,11 +442,12 @@ class Session:
             await room.media.remove_participant(self.code)
             room.media.add_participant(self.code, grid_slots=room.grid_size if self.is_chair else 0)
             room.apply_mic(self.code)
+            room.apply_prefs(self.code)
             room.apply_stage()
             if self.is_chair:
                 room.apply_grid()
         p = room.media.participants[self.code]
-        answer = await p.publish(msg["sdp"])
+        answer = await p.publish(msg["sdp"], layers=msg.get("layers"))
         self._published = True
         room.apply_stage()
         self.push({"type": "publish_answer", "sdp": answer})
@@ -454,6 +484,7 @@ class Session:
 
     async def on_low_data(self, msg: Message) -> None:
         self.room.state.set_low_data(self.code, msg["on"])
+        self.room.apply_prefs(self.code)
         self.room.push_site(self.code)
 
     async def on_quality(self, msg: Message) -> None:
@@ -591,6 +622,7 @@ class Session:
 
     async def on_pin_quality(self, msg: Message) -> None:
         self.room.state.pin_quality(msg["site"], msg.get("layer"))
+        self.room.apply_prefs(msg["site"])
         self.room.push_site(msg["site"])
 
     async def on_grid_page(self, msg: Message) -> None:

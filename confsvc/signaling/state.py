@@ -39,6 +39,7 @@ class SiteState:
     quality: dict[str, float] = field(default_factory=dict)
     rollcall: str | None = None  # id of the roll call this site answered
     joined_once: bool = False
+    recv: dict[str, Any] = field(default_factory=dict)  # what its stage receives: layer, fps, paused
 
     def state(self, phase: str) -> str:
         if self.exit == REMOVED:
@@ -72,6 +73,7 @@ class SiteState:
             "pin": self.pin,
             "quality": dict(self.quality),
             "rollcall": self.rollcall,
+            "recv": dict(self.recv),
         }
 
 

@@ -206,8 +206,8 @@ async def test_roll_call_is_answered_and_tallied(site_page, chair_page):
     assert (await b.next("rollcall"))["rollcall"] == rc
     await a.send(type="rollcall_answer", rollcall=rc)
     await b.send(type="rollcall_answer", rollcall=rc)
-    tally = await chair_page.next("room", where=lambda m: (m["room"]["rollcall"] or {}).get("answered") == 3)
-    assert tally["room"]["rollcall"] == {"id": rc, "open": True, "answered": 3, "invited": 3}
+    tally = await chair_page.next("room", where=lambda m: (m["room"]["rollcall"] or {}).get("answered") == 2)
+    assert tally["room"]["rollcall"] == {"id": rc, "open": True, "answered": 2, "invited": 3}
     await chair_page.send(type="rollcall_end")
     await chair_page.next("room", where=lambda m: m["room"]["rollcall"] and not m["room"]["rollcall"]["open"])
     await a.send(type="rollcall_answer", rollcall=rc)
@@ -277,3 +277,23 @@ async def test_metrics_show_live_rooms_pages_and_site_states(site_page, client):
     assert "confsvc_connected_pages 1.0" in text
     assert 'confsvc_sites{state="lobby"} 1.0' in text and 'confsvc_sites{state="not_joined"} 3.0' in text
     assert "confsvc_media_rtp_in_total" in text
+
+
+async def test_low_data_and_pin_reach_the_media_plane_and_survive_a_rejoin(site_page, chair_page, app, occ):
+    page, _ = await site_page("YB-MCC")
+    await page.send(type="low_data", on=True)
+    await chair_page.next("site", where=lambda m: m["site"]["code"] == "YB-MCC" and m["site"]["low_data"])
+    await chair_page.send(type="pin_quality", site="YB-MCC", layer="low")
+    await chair_page.next("site", where=lambda m: m["site"]["code"] == "YB-MCC" and m["site"]["pin"] == "low")
+    media = app[HUB].rooms[occ.id].media
+    stats = media.participants["YB-MCC"].stats()
+    assert stats["low_data"] is True and stats["pin"] == "low"
+    await page.ws.close()
+    await chair_page.next("site", where=lambda m: m["site"]["code"] == "YB-MCC" and m["site"]["state"] != "lobby")
+    await site_page("YB-MCC")  # back: a new media participant, the same choices
+    stats = media.participants["YB-MCC"].stats()
+    assert stats["low_data"] is True and stats["pin"] == "low"
+    chair_page.seen.clear()  # only what follows the unpin
+    await chair_page.send(type="pin_quality", site="YB-MCC", layer=None)
+    await chair_page.next("site", where=lambda m: m["site"]["code"] == "YB-MCC" and m["site"]["pin"] is None)
+    assert media.participants["YB-MCC"].stats()["pin"] is None
