@@ -228,7 +228,10 @@ live.addEventListener("ask_unmute", ({ detail }) => {
   $("ask-text").textContent = detail === "floor" ? t("ask.floor") : t("ask.chair");
   $("ask").hidden = false;
 });
-live.addEventListener("mute", ({ detail }) => notice(detail === "floor_taken" ? t("muted.floor_taken") : t("muted.chair")));
+live.addEventListener("mute", ({ detail }) => {
+  $("ask").hidden = true;  // an invitation to speak is over
+  notice(detail === "floor_taken" ? t("muted.floor_taken") : t("muted.chair"));
+});
 live.addEventListener("error", ({ detail }) => {
   if (detail.code === "not_allowed") notice(t("mic.not_allowed"));
   else if (detail.code === "no_rollcall") notice(t("rollcall.closed"));
