@@ -234,3 +234,29 @@ def test_a_removed_site_stops_and_the_end_stops_everyone(node, briefing, artifac
         h.wait_until(lambda p=PAGES[code]: p.locator("#stopped").is_visible(), message=f"{code} sees the end")
         assert "kết thúc" in PAGES[code].locator("#stopped-title").inner_text()
     artifacts.screenshot(PAGES[SITES[0][0]], "site-ended", full_page=False)
+
+
+def test_the_wall_updates_its_182_rows_in_place(node, briefing, artifacts):
+    """A quality round for every site (the server's `sites` message) changes the rows, not the DOM."""
+    chair = PAGES["chair"]
+    result = chair.evaluate("""() => {
+      const rows = [...document.querySelectorAll('tr.site-row')];
+      const sites = rows.map((tr, i) => ({code: tr.dataset.code, name: tr.dataset.code, kind: 'commune', district: null,
+        state: ['connected', 'poor', 'dropped', 'lobby'][i % 4], mic: false, cam: true, hand: i % 30 === 0, hand_at: null,
+        low_data: false, pin: null, quality: {bitrate_in: 300, bitrate_out: 900, loss: i % 4 === 1 ? 0.08 : 0.0, rtt_ms: 40},
+        rollcall: null}));
+      window.confsvc.onMessage({type: 'sites', sites});
+      return new Promise((done) => requestAnimationFrame(() => done({
+        same: rows.every((tr) => tr.isConnected && document.getElementById(tr.id) === tr),
+        poor: document.querySelectorAll('tr.site-row[data-state=poor]').length,
+        counts: ['connected', 'poor', 'dropped', 'lobby', 'hands'].map((k) => document.getElementById('n-' + k).textContent),
+        tiles: document.querySelectorAll('#mosaic .tile[data-state=dropped]').length,
+      })));
+    }""")
+    assert result["same"], "rows were rebuilt"
+    assert result["poor"] == 182 // 4 + (1 if 182 % 4 > 1 else 0)
+    assert result["counts"] == ["46", "46", "45", "45", "7"], result
+    assert result["tiles"] == 45
+    chair.check("input[name=filter][value=problems]")
+    assert chair.locator("tr.site-row:visible").count() == 91
+    artifacts.screenshot(chair, "chair-wall-problems", full_page=False)
