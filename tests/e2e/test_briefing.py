@@ -183,6 +183,23 @@ def test_a_roll_call_is_answered_and_tallied(node, briefing, artifacts):
     h.wait_until(lambda: chair.evaluate("window.confsvc.state.room.rollcall.open") is False, message="closed")
 
 
+def test_open_microphones_then_mute_all(node, briefing):
+    chair = PAGES["chair"]
+    code = SITES[0][0]
+    site = PAGES[code]
+    assert site.locator("#btn-mic").get_attribute("data-allowed") == "false"
+    chair.check("#open-mics")
+    h.wait_until(lambda: site.locator("#btn-mic").get_attribute("data-allowed") == "true", message="mics allowed")
+    site.click("#btn-mic")
+    h.wait_until(lambda: site.evaluate("window.confsvc.local.getAudioTracks()[0].enabled"), message="the site's mic opens")
+    h.wait_until(lambda: chair.locator(f"#row-{code} .mic").get_attribute("data-on") == "true", message="mic on the wall")
+    chair.click("#btn-mute-all")
+    h.wait_until(lambda: not site.evaluate("window.confsvc.local.getAudioTracks()[0].enabled"), message="muted")
+    h.wait_until(lambda: chair.locator(f"#row-{code} .mic").get_attribute("data-on") == "false", message="mic off on the wall")
+    assert not chair.locator("#open-mics").is_checked()  # mute all also closes open microphones
+    assert site.locator("#btn-mic").get_attribute("data-allowed") == "false"
+
+
 def test_when_the_media_fails_the_page_publishes_and_subscribes_again_on_the_same_socket(node, briefing):
     """aiortc has no ICE restart: the page closes both connections and starts its media over."""
     page = PAGES[SITES[0][0]]
