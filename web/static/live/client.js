@@ -202,7 +202,10 @@ export class LiveClient extends EventTarget {
       case "ask_unmute": this.emit("ask_unmute", m.reason); break;
       case "mute": this.setMicTrack(false); this.emit("mute", m.reason); break;
       case "removed": this.stop("removed"); break;
-      case "ended": this.stop("ended"); break;
+      case "ended":
+        if (st.room) { st.room.phase = "ended"; this.emit("room", st.room); }
+        this.stop("ended");
+        break;
       case "pong": if (typeof m.t === "number") this.wsRtt = performance.now() - m.t; break;
       case "error": this.onError(m); break;
       default: break;

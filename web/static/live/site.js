@@ -82,7 +82,11 @@ function tickCountdowns() {
     if (now >= ends) { out.textContent = t("count.over"); li.dataset.phase = "over"; }
     else if (now >= starts) { out.textContent = t("count.running"); li.dataset.phase = "live"; }
     else if (now >= lobby) { out.textContent = t("count.lobby", { left: fmtDuration(starts - now) }); li.dataset.phase = "lobby"; }
-    else { out.textContent = t("count.starts_in", { left: fmtDuration(starts - now) }); li.dataset.phase = "later"; }
+    else {
+      const at = new Date(lobby).toLocaleTimeString("vi-VN", { hour: "2-digit", minute: "2-digit", timeZone: "Asia/Ho_Chi_Minh" });
+      out.textContent = t("count.starts_in", { left: fmtDuration(starts - now), lobby: at });
+      li.dataset.phase = "later";
+    }
   });
 }
 setInterval(tickCountdowns, 1000);
@@ -99,10 +103,30 @@ async function pollStatus() {
       btn.disabled = !current;
       $("join-hint").textContent = current ? t("join.ready", { title: current.title }) : t("join.wait");
     }
-    if (current && sessionStorage.getItem(JOINED_KEY) === current.id && live.status === "idle") join();
+    $("btn-arm").hidden = !!current || !s.next || live.status !== "idle";
+    if (current && live.status === "idle" && (armed || sessionStorage.getItem(JOINED_KEY) === current.id)) join();
+    // look again just after the next lobby opens, not up to 30 s later
+    clearTimeout(pollStatus.soon);
+    const opens = s.next && !current ? Date.parse(s.next.lobby_opens_at) - Date.now() + 1500 : -1;
+    if (opens > 0 && opens < 30000) pollStatus.soon = setTimeout(pollStatus, opens);
   } catch (e) { /* the node is away: try again at the next round */ }
 }
 setInterval(pollStatus, 30000);
+
+// "join by itself when the lobby opens": for a hall that opens the page early
+const ARM_KEY = `confsvc-armed-${token}`;
+let armed = sessionStorage.getItem(ARM_KEY) === "1";
+function showArmed() {
+  const b = $("btn-arm");
+  b.dataset.armed = String(armed);
+  b.textContent = armed ? t("arm.on") : t("arm.off");
+}
+$("btn-arm").addEventListener("click", () => {
+  armed = !armed;
+  if (armed) sessionStorage.setItem(ARM_KEY, "1"); else sessionStorage.removeItem(ARM_KEY);
+  showArmed();
+});
+showArmed();
 
 // --- joining -------------------------------------------------------------------------------
 async function join() {
@@ -228,7 +252,10 @@ live.addEventListener("ask_unmute", ({ detail }) => {
   $("ask-text").textContent = detail === "floor" ? t("ask.floor") : t("ask.chair");
   $("ask").hidden = false;
 });
-live.addEventListener("mute", ({ detail }) => notice(detail === "floor_taken" ? t("muted.floor_taken") : t("muted.chair")));
+live.addEventListener("mute", ({ detail }) => {
+  $("ask").hidden = true;  // an invitation to speak is over
+  notice(detail === "floor_taken" ? t("muted.floor_taken") : t("muted.chair"));
+});
 live.addEventListener("error", ({ detail }) => {
   if (detail.code === "not_allowed") notice(t("mic.not_allowed"));
   else if (detail.code === "no_rollcall") notice(t("rollcall.closed"));
