@@ -10,8 +10,8 @@ const chairCode = root.dataset.chair;
 const proto = location.protocol === "https:" ? "wss:" : "ws:";
 
 // The chair's camera as three tracks (about 1280x720 / 640x360 / 320x180), VP8 temporal layers where
-// the browser allows. TODO(issue 4): the `layers` field of publish is being settled; until then the
-// server takes the first video track as the stage and the last as the thumbnail.
+// the browser allows; `publish` says which m-line is which layer, and the node gives each site the
+// layer its link carries (the grid thumbnails take the lowest).
 const live = new LiveClient({
   wsUrl: `${proto}//${location.host}/ws?briefing=${encodeURIComponent(occ)}`,
   maxWidth: 1280,

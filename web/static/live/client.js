@@ -216,7 +216,7 @@ export class LiveClient extends EventTarget {
     if (!this.state.you) this._refusal = m.code;  // a refusal at the door; the close follows
     if (m.code === "replaced") { this.stop("replaced"); return; }
     if (m.ref === "publish" && this._sendLayers && /field/.test(m.code)) {
-      // TODO(issue 4): the "layers" field of publish is being defined; without it, publish plain tracks
+      // an older node that does not know the "layers" field: publish the tracks without it
       this._sendLayers = false;
       if (this._pendingOffer) this.send({ type: "publish", sdp: this._pendingOffer });
       return;
@@ -335,7 +335,8 @@ export class LiveClient extends EventTarget {
         }
         vp8First(t);
         this.sendTracks.push(track);
-        layers.push({ width: Math.round(w / scale), height: Math.round(h / scale), max_kbps: Math.round(layer.maxBitrate / 1000) });
+        layers.push({ transceiver: t, rid: "hml"[i] || String(i), width: Math.round(w / scale), height: Math.round(h / scale),
+          max_kbps: Math.round(layer.maxBitrate / 1000), ...(layer.temporal ? { temporal: 3 } : {}) });
       });
     }
     if (!audio && !video) pc.addTransceiver("audio", { direction: "sendonly" });
@@ -345,7 +346,11 @@ export class LiveClient extends EventTarget {
     if (gen !== this._gen) return;
     this._pendingOffer = pc.localDescription.sdp;
     const msg = { type: "publish", sdp: pc.localDescription.sdp };
-    if (this._sendLayers && layers.length > 1) msg.layers = layers;  // TODO(issue 4): the field's final shape
+    if (this._sendLayers && layers.length > 1) {
+      // which m-line carries which layer of the camera (docs/protocol.md): the node forwards each
+      // subscriber the layer its link carries
+      msg.layers = layers.map(({ transceiver, ...l }) => ({ mid: transceiver.mid, ...l }));
+    }
     this.send(msg);
   }
 
