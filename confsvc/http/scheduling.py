@@ -541,6 +541,7 @@ async def briefing_page(request: web.Request) -> dict[str, Any]:
     assert user is not None
     return {
         "b": b, "occs": occs, "tree": tree, "focus": focus, "invited": invited,
+        "presence": live_presence(request.app, focus.id) if focus is not None else {},
         "links": await _links(request, invited),
         "groups": _site_groups(tree, invited),
         "can_edit": user.role is Role.ADMIN or (user.role is Role.ORGANIZER and user.username == b.organizer),
@@ -551,6 +552,16 @@ async def briefing_page(request: web.Request) -> dict[str, Any]:
         "rule_choices": words.choices_for(b.rrule, None) if b.rrule else None,
         "error_code": request.query.get("error", "") if request.query.get("error", "") in _ACTION_ERRORS else "",
     }
+
+
+PRESENCE: web.AppKey[Any] = web.AppKey("live_presence")
+
+
+def live_presence(app: web.Application, occurrence_id: str) -> dict[str, str]:
+    """Each invited site's live state (connected, dropped, ...) while the occurrence runs on this
+    node; empty otherwise. The signaling layer registers the reader (``PRESENCE``)."""
+    reader = app.get(PRESENCE)
+    return reader(occurrence_id) if reader is not None else {}
 
 
 _ACTION_ERRORS = ("read_only", "bad_state", "stale", "conflict", "invalid", "bad_request")

@@ -29,7 +29,7 @@ from confsvc.auth.turn import ice_servers
 from confsvc.http.attendance import ATTENDANCE_LOG
 from confsvc.http.authz import current_user
 from confsvc.http.context import DIRECTORY, METRICS, REDIS, SETTINGS, SITE_LINKS
-from confsvc.http.scheduling import BRIEFINGS
+from confsvc.http.scheduling import BRIEFINGS, PRESENCE
 from confsvc.media import MediaConfig
 from confsvc.scheduling.service import Actor
 from confsvc.signaling.hub import Hub, Identity
@@ -201,6 +201,14 @@ def setup(app: web.Application) -> None:
             node=settings.node, on_start=on_start, on_end=on_end, presence=presence,
         )
         app[HUB] = hub
+
+        def presence_of(occurrence_id: str) -> dict[str, str]:
+            room = hub.rooms.get(occurrence_id)
+            if room is None:
+                return {}
+            return {code: site.state(room.state.phase) for code, site in room.state.sites.items()}
+
+        app[PRESENCE] = presence_of
         app[METRICS].register(_HubCollector(hub))
         stop = asyncio.Event()
         listener = asyncio.create_task(_follow_schedule(app[REDIS], hub, stop), name="signaling-schedule")

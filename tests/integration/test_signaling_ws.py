@@ -297,3 +297,14 @@ async def test_low_data_and_pin_reach_the_media_plane_and_survive_a_rejoin(site_
     await chair_page.send(type="pin_quality", site="YB-MCC", layer=None)
     await chair_page.next("site", where=lambda m: m["site"]["code"] == "YB-MCC" and m["site"]["pin"] is None)
     assert media.participants["YB-MCC"].stats()["pin"] is None
+
+
+async def test_the_briefing_page_shows_each_sites_live_state(site_page, client, login, occ):
+    await site_page("YB-MCC")
+    await login(client, "organizer", username="org-viewer")
+    html = await (await client.get(f"/briefings/{occ.briefing_id}")).text()
+    row = html[html.index('id="site-YB-MCC"'):]
+    row = row[: row.index("</tr>")]
+    assert "state-lobby" in row  # in the lobby now
+    other = html[html.index('id="site-YB-NL"'):]
+    assert "state-not_joined" in other[: other.index("</tr>")]
