@@ -27,6 +27,7 @@ log = logging.getLogger("confsvc")
 
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
+SHUTDOWN_S = 15
 
 
 class CliError(Exception):
@@ -96,7 +97,10 @@ async def _serve(settings: Settings) -> int:
             await stop.wait()
         finally:
             print("confsvc: stopping", flush=True)
-            await runner.cleanup()
+            try:  # pages are told, events written; a part that hangs must not keep the node up
+                await asyncio.wait_for(runner.cleanup(), SHUTDOWN_S)
+            except TimeoutError:
+                log.error("shutdown took over %d s; stopping anyway", SHUTDOWN_S)
     return 0
 
 
