@@ -160,6 +160,16 @@ class LiveRoom:
         if sites:
             self.broadcast({"type": "sites", "sites": sites})
 
+    async def mic_closed(self, code: str, reason: str, was_open: bool) -> None:
+        """The chair closed a site's microphone: media, the wall, the page, and the log if it was open."""
+        self.apply_mic(code)
+        self.push_site(code)
+        target = self.sessions.get(code)
+        if target is not None:
+            target.push({"type": "mute", "reason": reason})
+        if was_open:
+            await self.hub.record(self.id, MediaToggled(site=code, conn=target.conn if target else "", medium=Medium.MIC, on=False, by="chair"))
+
     def apply_mic(self, code: str) -> None:
         self.media.set_muted(code, not self.state.sites[code].mic)
 
@@ -543,27 +553,16 @@ class Session:
 
     async def on_mute(self, msg: Message) -> None:
         room, code = self.room, msg["site"]
-        was = room.state.site(code).mic
+        was_open = room.state.site(code).mic
         room.state.mute(code)
-        room.apply_mic(code)
-        room.push_site(code)
-        target = room.sessions.get(code)
-        if target is not None:
-            target.push({"type": "mute", "reason": "chair"})
-        if was:
-            await room.hub.record(room.id, MediaToggled(site=code, conn=target.conn if target else "", medium=Medium.MIC, on=False, by="chair"))
+        await room.mic_closed(code, "chair", was_open)
 
     async def on_mute_all(self, msg: Message) -> None:
         room = self.room
         muted = room.state.mute_all()
         for code in muted:
-            room.apply_mic(code)
-            room.push_site(code)
-            target = room.sessions.get(code)
-            if target is not None:
-                target.push({"type": "mute", "reason": "chair"})
-            await room.hub.record(room.id, MediaToggled(site=code, conn=target.conn if target else "", medium=Medium.MIC, on=False, by="chair"))
-        for code, s in room.sessions.items():
+            await room.mic_closed(code, "chair", True)
+        for code, s in room.sessions.items():  # the pages whose microphone was already closed hear it too
             if code != room.state.chair and code not in muted:
                 s.push({"type": "mute", "reason": "chair"})
         room.push_room()
@@ -601,11 +600,7 @@ class Session:
         room = self.room
         closed = room.state.set_open_mics(msg["on"])
         for code in closed:
-            room.apply_mic(code)
-            room.push_site(code)
-            target = room.sessions.get(code)
-            if target is not None:
-                target.push({"type": "mute", "reason": "chair"})
+            await room.mic_closed(code, "chair", True)
         room.push_room()
 
     async def on_rollcall_start(self, msg: Message) -> None:

@@ -308,3 +308,29 @@ async def test_the_briefing_page_shows_each_sites_live_state(site_page, client, 
     assert "state-lobby" in row  # in the lobby now
     other = html[html.index('id="site-YB-NL"'):]
     assert "state-not_joined" in other[: other.index("</tr>")]
+
+
+async def test_the_chair_mutes_one_site_or_all(site_page, chair_page, app, occ, redis):
+    from confsvc.store import keys
+
+    a, _ = await site_page("YB-MCC")
+    b, _ = await site_page("YB-NL")
+    await chair_page.send(type="start")
+    await chair_page.send(type="open_mics", on=True)
+    await a.next("room", where=lambda m: m["room"]["open_mics"])
+    await b.next("room", where=lambda m: m["room"]["open_mics"])
+    await a.send(type="media_state", mic=True)
+    await b.send(type="media_state", mic=True)
+    await chair_page.next("site", where=lambda m: m["site"]["code"] == "YB-NL" and m["site"]["mic"])
+    await chair_page.send(type="mute", site="YB-MCC")
+    assert (await a.next("mute"))["reason"] == "chair"
+    state = app[HUB].rooms[occ.id].state
+    assert state.sites["YB-MCC"].mic is False and state.sites["YB-NL"].mic is True
+    await chair_page.send(type="mute_all")
+    assert (await b.next("mute"))["reason"] == "chair"
+    await chair_page.next("room", where=lambda m: not m["room"]["open_mics"])
+    assert state.sites["YB-NL"].mic is False and not state.open_mics
+    events = [v for _, f in await redis.xrange(keys.attendance_log(occ.id)) for v in f.values()]
+    for site in ("YB-MCC", "YB-NL"):  # each microphone closed by the chair is in the log once
+        closed = [e for e in events if re.fullmatch(rf"media\|[^|]*\|{site}\|[^|]*\|[^|]*\|\d+\|mic\|0\|chair", e)]
+        assert len(closed) == 1, events
