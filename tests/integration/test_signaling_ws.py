@@ -328,6 +328,7 @@ async def test_the_chair_mutes_one_site_or_all(site_page, chair_page, app, occ, 
     assert state.sites["YB-MCC"].mic is False and state.sites["YB-NL"].mic is True
     await chair_page.send(type="mute_all")
     assert (await b.next("mute"))["reason"] == "chair"
+    chair_page.seen.clear()
     await chair_page.next("room", where=lambda m: not m["room"]["open_mics"])
     assert state.sites["YB-NL"].mic is False and not state.open_mics
     events = [v for _, f in await redis.xrange(keys.attendance_log(occ.id)) for v in f.values()]
