@@ -133,15 +133,20 @@ async def api_csv(request: web.Request) -> web.Response:
     briefing = await _briefing(request)
     report = await request.app[ATTENDANCE].report(briefing)
     zone = request.app[SETTINGS].zone
-    return web.Response(
-        body=to_csv(report, zone),
-        content_type="text/csv",
-        charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename(report, zone, "csv")}"'},
-    )
+    return _download(to_csv(report, zone), filename(report, zone, "csv"))
 
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _download(body: bytes | str, name: str) -> web.Response:
+    """An export as a file to save: CSV (UTF-8) or XLSX, by the name's extension."""
+    if name.endswith(".xlsx"):
+        resp = web.Response(body=body, content_type=XLSX_TYPE)
+    else:
+        resp = web.Response(body=body, content_type="text/csv", charset="utf-8")
+    resp.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return resp
 
 
 @routes.get("/api/briefings/{id}/attendance.xlsx")
@@ -152,11 +157,7 @@ async def api_xlsx(request: web.Request) -> web.Response:
     briefing = await _briefing(request)
     report = await request.app[ATTENDANCE].report(briefing)
     zone = request.app[SETTINGS].zone
-    return web.Response(
-        body=to_xlsx(report, zone),
-        content_type=XLSX_TYPE,
-        headers={"Content-Disposition": f'attachment; filename="{filename(report, zone, "xlsx")}"'},
-    )
+    return _download(to_xlsx(report, zone), filename(report, zone, "xlsx"))
 
 
 @routes.post("/api/briefings/{id}/attendance/{site}/reason")
@@ -240,12 +241,7 @@ async def api_site_period(request: web.Request) -> web.Response:
 async def api_site_period_csv(request: web.Request) -> web.Response:
     period, d_from, d_to = await _site_period(request)
     name = period_filename(period, d_from.isoformat(), d_to.isoformat(), "csv")
-    return web.Response(
-        body=period_csv(period, request.app[SETTINGS].zone),
-        content_type="text/csv",
-        charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    return _download(period_csv(period, request.app[SETTINGS].zone), name)
 
 
 @routes.get("/api/sites/{code}/attendance.xlsx")
@@ -255,7 +251,7 @@ async def api_site_period_xlsx(request: web.Request) -> web.Response:
     period, d_from, d_to = await _site_period(request)
     name = period_filename(period, d_from.isoformat(), d_to.isoformat(), "xlsx")
     body = period_xlsx(period, request.app[SETTINGS].zone, d_from.strftime("%d/%m/%Y"), d_to.strftime("%d/%m/%Y"))
-    return web.Response(body=body, content_type=XLSX_TYPE, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return _download(body, name)
 
 
 # --- pages -------------------------------------------------------------------------------------
