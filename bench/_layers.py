@@ -19,19 +19,15 @@ import random
 import struct
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcrtpsender import RTCRtpSender
 
+from bench._media import AUDIO_CLOCK, AUDIO_PTIME_MS, FPS, VIDEO_CLOCK, encode_vp8_loop
+
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 VERSION = 1
-FPS = 30
-VIDEO_CLOCK = 90_000
-AUDIO_CLOCK = 48_000
-AUDIO_PTIME_MS = 20
-MAX_CHUNK = 1150
 
 CHAIR = ((1280, 720, 1500), (640, 360, 500), (320, 180, 150))  # (width, height, kbps), as issue 4
 SMALL = ((640, 360, 800), (320, 180, 250), (160, 90, 80))  # for tests: cheaper to encode and decode
@@ -76,48 +72,14 @@ def load_or_build(layers=CHAIR, seconds: int = 10, gop: int = 30) -> LayeredMedi
     return media
 
 
-def _split(frame: bytes, size: int = MAX_CHUNK) -> list[bytes]:
-    n = max(1, math.ceil(len(frame) / size))
-    step = math.ceil(len(frame) / n)
-    return [frame[i : i + step] for i in range(0, len(frame), step)]
-
-
 def _build(params: dict) -> LayeredMedia:
     import av
 
     n_frames = params["seconds"] * FPS
     out: list[list[tuple[bool, list[bytes]]]] = []
     for w, h, kbps in params["layers"]:
-        graph = av.filter.Graph()
-        src = graph.add("testsrc2", f"size={w}x{h}:rate={FPS}")
-        noise = graph.add("noise", "alls=6:allf=t")
-        fmt = graph.add("format", "pix_fmts=yuv420p")
-        sink = graph.add("buffersink")
-        src.link_to(noise)
-        noise.link_to(fmt)
-        fmt.link_to(sink)
-        graph.configure()
-        enc = av.CodecContext.create("libvpx", "w")
-        enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
-        enc.time_base = Fraction(1, FPS)
-        enc.framerate = Fraction(FPS, 1)
-        enc.bit_rate = kbps * 1000
-        enc.options = {"deadline": "realtime", "cpu-used": "8", "auto-alt-ref": "0", "lag-in-frames": "0",
-                       "error-resilient": "1", "g": str(params["gop"]), "keyint_min": str(params["gop"]),
-                       "minrate": str(kbps * 800), "maxrate": str(kbps * 1200), "bufsize": str(kbps * 500)}
-        enc.open()
-        frames: list[tuple[bool, list[bytes]]] = []
-        for i in range(n_frames):
-            frame = sink.pull()
-            frame.pts = i
-            frame.pict_type = av.video.frame.PictureType.NONE
-            for p in enc.encode(frame):
-                frames.append((bool(p.is_keyframe), _split(bytes(p))))
-        for p in enc.encode(None):
-            frames.append((bool(p.is_keyframe), _split(bytes(p))))
-        frames = frames[:n_frames]
-        if not frames[0][0]:
-            raise RuntimeError("a layer loop must start with a keyframe")
+        frames = encode_vp8_loop(w, h, kbps * 1000, n_frames, params["gop"], minrate=str(kbps * 800),
+                                 maxrate=str(kbps * 1200), bufsize=str(kbps * 500))
         out.append(frames)
     aenc = av.CodecContext.create("libopus", "w")
     aenc.sample_rate, aenc.layout, aenc.format = AUDIO_CLOCK, "mono", "s16"

@@ -118,12 +118,14 @@ def _keys(payloads: list[bytes]) -> dict[bytes, int]:
     return seen
 
 
-def build() -> Media:
-    import av  # only needed once, to fill the cache
+def encode_vp8_loop(width: int, height: int, bit_rate: int, n_frames: int, gop: int,
+                    **options: str) -> list[tuple[bool, list[bytes]]]:
+    """A moving test pattern encoded once with real-time VP8 settings, like a browser's (no alt-ref
+    frames, no look-ahead): per frame (keyframe?, RTP-sized chunks). Starts with a keyframe."""
+    import av
 
-    n_frames = SECONDS * FPS
     graph = av.filter.Graph()
-    src = graph.add("testsrc2", f"size={WIDTH}x{HEIGHT}:rate={FPS}")
+    src = graph.add("testsrc2", f"size={width}x{height}:rate={FPS}")
     noise = graph.add("noise", "alls=6:allf=t")
     fmt = graph.add("format", "pix_fmts=yuv420p")
     sink = graph.add("buffersink")
@@ -131,16 +133,14 @@ def build() -> Media:
     noise.link_to(fmt)
     fmt.link_to(sink)
     graph.configure()
-
     enc = av.CodecContext.create("libvpx", "w")
-    enc.width, enc.height, enc.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
     enc.time_base = Fraction(1, FPS)
     enc.framerate = Fraction(FPS, 1)
-    enc.bit_rate = VIDEO_BITRATE
-    # Real-time settings, like a browser's: no alt-ref (invisible) frames, no look-ahead.
+    enc.bit_rate = bit_rate
     enc.options = {
         "deadline": "realtime", "cpu-used": "8", "auto-alt-ref": "0", "lag-in-frames": "0",
-        "error-resilient": "1", "g": str(GOP), "keyint_min": str(GOP),
+        "error-resilient": "1", "g": str(gop), "keyint_min": str(gop), **options,
     }
     enc.open()
     video: list[tuple[bool, list[bytes]]] = []
@@ -154,7 +154,15 @@ def build() -> Media:
         video.append((bool(p.is_keyframe), split(bytes(p))))
     video = video[:n_frames]
     if not video[0][0]:
-        raise RuntimeError("the VP8 loop must start with a keyframe")
+        raise RuntimeError(f"the {width}x{height} VP8 loop must start with a keyframe")
+    return video
+
+
+def build() -> Media:
+    import av  # only needed once, to fill the cache
+
+    n_frames = SECONDS * FPS
+    video = encode_vp8_loop(WIDTH, HEIGHT, VIDEO_BITRATE, n_frames, GOP)
 
     aenc = av.CodecContext.create("libopus", "w")
     aenc.sample_rate, aenc.layout, aenc.format = AUDIO_RATE, "stereo", "s16"
