@@ -223,14 +223,15 @@ async def test_removed_site_is_sent_away_and_cannot_rejoin(site_page, chair_page
     assert (await again.receive_json())["code"] == "removed"
 
 
-async def test_a_second_window_of_a_site_replaces_the_first(site_page, chair_page):
+async def test_a_second_window_of_a_site_replaces_the_first(site_page, chair_page, app, occ):
     first, _ = await site_page("YB-MCC")
     second, _ = await site_page("YB-MCC")
     err = await first.error()
     assert err["code"] == "replaced"
     assert await second.roundtrip(3) is not None
-    wall = chair_page.welcome  # the chair saw one site, connected once
-    assert wall is not None
+    await first.send(type="raise_hand", raised=True)  # the old window is no longer heard
+    await asyncio.sleep(0.3)
+    assert not app[HUB].rooms[occ.id].state.sites["YB-MCC"].hand
 
 
 async def test_reconnecting_page_gets_the_whole_state_in_one_message(site_page, chair_page):
