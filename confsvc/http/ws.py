@@ -33,6 +33,7 @@ from confsvc.http.scheduling import BRIEFINGS, PRESENCE
 from confsvc.media import MediaConfig
 from confsvc.scheduling.service import Actor
 from confsvc.signaling.hub import Hub, Identity
+from confsvc.signaling.persist import RoomStore
 from confsvc.signaling.protocol import MAX_MESSAGE_BYTES, ProtocolError
 from confsvc.store import keys
 
@@ -199,6 +200,7 @@ def setup(app: web.Application) -> None:
         hub = Hub(
             log=app[ATTENDANCE_LOG], site_info=site_info, media_config=MediaConfig.from_settings(settings),
             node=settings.node, on_start=on_start, on_end=on_end, presence=presence,
+            saved_rooms=RoomStore(app[REDIS]),
         )
         app[HUB] = hub
 

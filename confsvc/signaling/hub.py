@@ -39,6 +39,7 @@ from confsvc.attendance.events import (
 from confsvc.media import MediaConfig, Room
 from confsvc.media.room import MediaError
 from confsvc.signaling.outbox import Outbox
+from confsvc.signaling.persist import RoomStore, Saver
 from confsvc.signaling.protocol import Message, ProtocolError, RateLimiter, parse
 from confsvc.signaling.state import DROPPED, LEFT, REMOVED, RoomState
 
@@ -100,6 +101,12 @@ class LiveRoom:
         self._slots_flush: asyncio.Handle | None = None
         self._dirty_recv: set[str] = set()
         self._recv_flush: asyncio.TimerHandle | None = None
+        self.saver: Saver | None = None  # the state that outlives the node (None: not kept)
+
+    def changed(self) -> None:
+        """The state may have changed: keep what must outlive the node."""
+        if self.saver is not None:
+            self.saver.changed()
 
     # --- pushing ---------------------------------------------------------------------------
     def broadcast(self, message: dict[str, Any], only: str | None = None) -> None:
@@ -236,6 +243,8 @@ class LiveRoom:
         for handle in (self._slots_flush, self._recv_flush):
             if handle is not None:
                 handle.cancel()
+        if self.saver is not None:
+            await self.saver.close()
         await self.media.close()
 
 
@@ -253,6 +262,7 @@ class Hub:
         on_end: Callable[[str, str], Awaitable[Any]] | None = None,
         rate: tuple[float, float] = (20.0, 40.0),
         presence: PresenceLike | None = None,
+        saved_rooms: RoomStore | None = None,
     ) -> None:
         self.log = log
         self.site_info = site_info
@@ -264,6 +274,7 @@ class Hub:
         self.on_end = on_end
         self.rate = rate  # messages a second per connection, burst
         self.presence = presence  # which pages this node holds (a crash shows as their drop)
+        self.saved_rooms = saved_rooms  # room state kept across node restarts
         self.rooms: dict[str, LiveRoom] = {}
         self.closed_counters: dict[str, int] = {}  # media counters of the rooms closed on this node
         self._lock = asyncio.Lock()
@@ -294,7 +305,19 @@ class Hub:
             sites = await self.site_info(occ.invited_sites)
             phase = "live" if str(occ.state) == "live" else "lobby"
             state = RoomState(occ.id, occ.title, occ.chair, sites, phase=phase)
+            saver = None
+            if self.saved_rooms is not None:
+                saver = Saver(self.saved_rooms, occ.id, state.durable)
+                try:
+                    saved = await self.saved_rooms.load(occ.id)
+                    if saved is not None:
+                        state.restore(saved)
+                        saver.prime(saved)
+                        log.info("room %s taken up as it was saved (floor %s)", occ.id, state.floor)
+                except Exception:  # noqa: BLE001 - Redis down or a bad value: a fresh room, not no room
+                    log.exception("saved state of room %s could not be read: starting it afresh", occ.id)
             room = LiveRoom(self, occ, state, Room(self.media_config))
+            room.saver = saver
             self.rooms[occ.id] = room
             room.start_quality_loop()
             return room
@@ -331,6 +354,8 @@ class Hub:
             "state": room.state.snapshot(),
         })
         room.push_site(who.code)
+        if room.state.floor == who.code:  # back with the floor (a node restart, a dropped link): speak again
+            session.push({"type": "ask_unmute", "reason": "floor"})
         if self.presence is not None:
             if replaced is not None:
                 await self.presence.closed(replaced)
@@ -342,6 +367,7 @@ class Hub:
         else:
             await self.record(room.id, Joined(site=who.code, conn=conn))
         room.apply_grid()  # the chair's grid follows who is connected (a site joining after the chair, too)
+        room.changed()
         return session
 
     async def set_phase(self, occ_id: str, phase: str) -> None:
@@ -435,6 +461,7 @@ class Session:
             if msg.schema.who == "site" and self.is_chair and msg.type != "raise_hand":
                 raise ProtocolError("forbidden", f"{msg.type}: a site's message, not the chair's", ref=msg.type)
             await getattr(self, "on_" + msg.type)(msg)
+            self.room.changed()
         except ProtocolError as exc:
             self.error(exc)
         except MediaError as exc:
@@ -653,6 +680,7 @@ class Session:
                 room.push_site(self.code)
                 if had_floor != room.state.floor:
                     room.push_room()
+            room.changed()
             await room.hub.record(room.id, Left(site=self.code, conn=self.conn, reason=reason))
         if room.hub.presence is not None:
             await room.hub.presence.closed(self.conn)

@@ -7,7 +7,6 @@ layer only forwards them. A reconnecting page gets ``snapshot()`` in one message
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,7 +105,7 @@ class RoomState:
         self.locked = False
         self.open_mics = False
         self.rollcall: RollCall | None = None
-        self._rollcall_ids = itertools.count(1)
+        self._rollcalls_started = 0
         self.speaker: str | None = None
 
     # --- reading ---------------------------------------------------------------------------
@@ -155,6 +154,65 @@ class RoomState:
             out[st] = out.get(st, 0) + 1
         return out
 
+    # --- what outlives the node ---------------------------------------------------------------
+    def durable(self) -> dict[str, Any]:
+        """What the chair decided and the sites asked for, kept in Redis so that a restarted node
+        carries the briefing on as it was: floor, lock, open microphones, roll call and its
+        answers, removed sites, raised hands, "low data" and pins, and who had joined. A live
+        connection is saved as dropped: after a restart it is, until the page comes back."""
+        rc = self.rollcall
+        sites: dict[str, dict[str, Any]] = {}
+        for c, s in self.sites.items():
+            exit_ = s.exit if s.conn is None else DROPPED
+            d: dict[str, Any] = {}
+            if s.joined_once:
+                d["joined"] = True
+            if exit_ is not None:
+                d["exit"] = exit_
+            if s.hand is not None:
+                d["hand"] = s.hand
+            if s.low_data:
+                d["low_data"] = True
+            if s.pin is not None:
+                d["pin"] = s.pin
+            if s.rollcall is not None:
+                d["rollcall"] = s.rollcall
+            if d:
+                sites[c] = d
+        return {
+            "v": 1,
+            "floor": self.floor,
+            "locked": self.locked,
+            "open_mics": self.open_mics,
+            "rollcall": None if rc is None else {"id": rc.id, "started_at": rc.started_at, "open": rc.open},
+            "rollcalls": self._rollcalls_started,
+            "sites": sites,
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take back what :meth:`durable` kept (a site no longer invited is ignored)."""
+        if saved.get("v") != 1:
+            raise ValueError(f"unknown saved room layout {saved.get('v')!r}")
+        floor = saved.get("floor")
+        self.floor = floor if floor in self.sites and floor != self.chair else None
+        self.locked = bool(saved.get("locked"))
+        self.open_mics = bool(saved.get("open_mics"))
+        rc = saved.get("rollcall")
+        self.rollcall = None if rc is None else RollCall(id=str(rc["id"]), started_at=float(rc["started_at"]), open=bool(rc["open"]))
+        self._rollcalls_started = int(saved.get("rollcalls", 0))
+        for c, d in saved.get("sites", {}).items():
+            s = self.sites.get(c)
+            if s is None:
+                continue
+            s.joined_once = bool(d.get("joined"))
+            s.exit = d.get("exit")
+            s.hand = d.get("hand")
+            s.low_data = bool(d.get("low_data"))
+            s.pin = d.get("pin")
+            s.rollcall = d.get("rollcall")
+        if self.phase == "ended":
+            self.floor = None
+
     # --- connections -----------------------------------------------------------------------
     def connect(self, code: str, conn: str) -> tuple[str | None, bool]:
         """A site's page connected. Returns (the connection it replaces, whether it came back after a drop)."""
@@ -182,10 +240,11 @@ class RoomState:
         s.exit = reason
         s.mic = False
         s.cam = False
-        s.hand = None
         s.quality = {}
-        if self.floor == code and reason != DROPPED:
-            self.floor = None
+        if reason != DROPPED:  # a dropped page is coming back: it keeps the floor and its place in the queue
+            s.hand = None
+            if self.floor == code:
+                self.floor = None
         return True
 
     # --- a site's own wishes -----------------------------------------------------------------
@@ -302,7 +361,8 @@ class RoomState:
     def start_rollcall(self, now: float) -> RollCall:
         if self.phase == "ended":
             raise ProtocolError("bad_phase", "the briefing has ended")
-        rc = RollCall(id=f"rc{next(self._rollcall_ids)}", started_at=now)
+        self._rollcalls_started += 1
+        rc = RollCall(id=f"rc{self._rollcalls_started}", started_at=now)
         self.rollcall = rc
         for s in self.sites.values():
             s.rollcall = None

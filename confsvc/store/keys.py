@@ -112,3 +112,10 @@ def node_open_connections(node: str) -> str:
 def node_alive(node: str) -> str:
     """string: epoch ms of the node's last heartbeat (its last sign of life)."""
     return f"{PREFIX}node:{node}:alive"
+
+
+# --- live rooms (signaling) ----------------------------------------------------------------------
+def live_room(occurrence_id: str) -> str:
+    """string with TTL: JSON of a live occurrence's room state that outlives the node (floor, lock,
+    open microphones, roll call and answers, removed sites, hands, low data, pins, who joined)."""
+    return f"{PREFIX}live:{occurrence_id}:room"

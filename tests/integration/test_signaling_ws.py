@@ -336,3 +336,61 @@ async def test_the_chair_mutes_one_site_or_all(site_page, chair_page, app, occ, 
     for site in ("YB-MCC", "YB-NL"):  # each microphone closed by the chair is in the log once
         closed = [e for e in events if re.fullmatch(rf"media\|[^|]*\|{site}\|[^|]*\|[^|]*\|\d+\|mic\|0\|chair", e)]
         assert len(closed) == 1, events
+
+
+async def test_a_restarted_node_carries_the_briefing_on_as_it_was(site_page, chair_page, client, aiohttp_client, settings, redis, occ, login):
+    """The chair's decisions and the sites' standing wishes outlive the node: saved in Redis as they
+    happen (not at shutdown: a crash keeps them too), taken up by the next node."""
+    from confsvc.app import build_app
+    from confsvc.store import keys
+
+    mcc, _ = await site_page("YB-MCC")
+    nl, _ = await site_page("YB-NL")
+    await chair_page.send(type="start")
+    await chair_page.send(type="give_floor", site="YB-MCC")
+    await chair_page.send(type="lock", locked=True)
+    await chair_page.send(type="remove", site="YB-LY")
+    await chair_page.send(type="rollcall_start")
+    rc = (await nl.next("rollcall"))["rollcall"]
+    await nl.send(type="rollcall_answer", rollcall=rc)
+    await nl.send(type="raise_hand", raised=True)
+    await nl.send(type="low_data", on=True)
+    await chair_page.send(type="pin_quality", site="YB-NL", layer="low")
+    await chair_page.next("site", where=lambda m: m["site"]["code"] == "YB-NL" and m["site"]["pin"] == "low")
+
+    async def saved():
+        raw = await redis.get(keys.live_room(occ.id))
+        return json.loads(raw) if raw else {}
+
+    async with asyncio.timeout(5):  # written while the node lives
+        while (await saved()).get("sites", {}).get("YB-NL", {}).get("pin") != "low":  # noqa: ASYNC110 - polling Redis, which has no event to wait on
+            await asyncio.sleep(0.05)
+    assert (await saved())["floor"] == "YB-MCC"
+
+    await client.server.close()  # the node goes away under the pages; a new one comes up on the same Redis
+    await client.close()
+    client2 = await aiohttp_client(build_app(settings, redis, TEST_SECRET))
+    await login(client2, "chair")
+    ws = await client2.ws_connect(f"/ws?briefing={occ.id}")
+    chair2 = Page(ws)
+    state = (await chair2.next("welcome"))["state"]
+    room = state["room"]
+    assert room["phase"] == "live" and room["floor"] == "YB-MCC" and room["locked"] is True
+    assert room["rollcall"] == {"id": rc, "open": True, "answered": 1, "invited": 3}
+    assert room["hands"] == ["YB-NL"]
+    sites = {s["code"]: s for s in state["sites"]}
+    assert sites["YB-LY"]["state"] == "removed"
+    assert sites["YB-MCC"]["state"] == "dropped" and sites["YB-NL"]["state"] == "dropped"
+    assert sites["YB-NL"]["low_data"] is True and sites["YB-NL"]["pin"] == "low" and sites["YB-NL"]["rollcall"] == rc
+    # the site that had the floor comes back to it, and is asked to speak again
+    links = SiteLinks(redis, TEST_SECRET)
+    back = Page(await client2.ws_connect(f"/ws?site={await links.token('YB-MCC')}"))
+    welcome = await back.next("welcome")
+    assert welcome["state"]["room"]["floor"] == "YB-MCC"
+    assert (await back.next("ask_unmute"))["reason"] == "floor"
+    # the removed site stays out, and the room stays locked... for a site that never joined
+    again = await client2.ws_connect(f"/ws?site={await links.token('YB-LY')}")
+    assert (await again.receive_json())["code"] == "removed"
+    # a new roll call gets a new id
+    await chair2.send(type="rollcall_start")
+    assert (await back.next("rollcall"))["rollcall"] != rc
