@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis.exceptions import RedisError
 
@@ -80,6 +80,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         session = await hub.join(occ, who, ws.send_str, ice_servers=servers)
     except ProtocolError as exc:
         return await _refuse(ws, exc)
+
+    async def close_socket(stop: str | None) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            if stop is None:
+                await ws.close(code=WSCloseCode.GOING_AWAY)
+            else:
+                await ws.close(code=CLOSE_REFUSED, message=stop.encode())
+
+    session.close_socket = close_socket
     reason = LeaveReason.DROPPED
     try:
         async for msg in ws:

@@ -339,7 +339,7 @@ class Hub:
         room.sessions[who.code] = session
         if old is not None:  # the same site in another window, or a page back before its old socket timed out
             old.push({"type": "error", "code": "replaced", "detail": "this site was opened in another window; this one stops"})
-            await old.shutdown()
+            await old.shutdown("replaced")
         if who.code in room.media.participants:
             await room.media.remove_participant(who.code)
         room.media.add_participant(who.code, grid_slots=room.grid_size if who.role == "chair" else 0)
@@ -434,6 +434,10 @@ class Session:
         self.replaced = False
         self.done = False
         self._published = False
+        # closes the page's socket from the server's side, with a stop code or none (a drop: the
+        # page reconnects); set by the transport, None in tests
+        self.close_socket: Callable[[str | None], Awaitable[Any]] | None = None
+        self._closing: asyncio.Task[Any] | None = None
 
     @property
     def is_chair(self) -> bool:
@@ -684,8 +688,14 @@ class Session:
             await room.hub.record(room.id, Left(site=self.code, conn=self.conn, reason=reason))
         if room.hub.presence is not None:
             await room.hub.presence.closed(self.conn)
-        await self.shutdown()
+        await self.shutdown({LeaveReason.REMOVED: "removed", LeaveReason.ENDED: "ended"}.get(reason))
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, stop: str | None = None) -> None:
+        """No more messages either way: what is queued is sent, then the socket is closed, with
+        ``stop`` (replaced, removed, ended) telling the page not to come back. A window replaced by
+        another must not stay open until it next speaks."""
         self.done = True
         await self.outbox.close()
+        if self.close_socket is not None and self._closing is None:
+            # in its own task: a peer that never answers the close must not hold up the caller
+            self._closing = asyncio.get_running_loop().create_task(self.close_socket(stop), name=f"close-{self.conn}")

@@ -229,9 +229,13 @@ async def test_a_second_window_of_a_site_replaces_the_first(site_page, chair_pag
     err = await first.error()
     assert err["code"] == "replaced"
     assert await second.roundtrip(3) is not None
-    await first.send(type="raise_hand", raised=True)  # the old window is no longer heard
-    await asyncio.sleep(0.3)
+    # the server closes the old window's socket at once (it does not wait for it to speak), telling
+    # it not to come back
+    async with asyncio.timeout(5):
+        closing = await first.ws.receive()
+    assert closing.type == aiohttp.WSMsgType.CLOSE and (closing.data, closing.extra) == (4000, "replaced")
     assert not app[HUB].rooms[occ.id].state.sites["YB-MCC"].hand
+    assert app[HUB].rooms[occ.id].sessions["YB-MCC"] is not None and await second.roundtrip(4) is not None
 
 
 async def test_reconnecting_page_gets_the_whole_state_in_one_message(site_page, chair_page):
