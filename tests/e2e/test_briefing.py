@@ -140,9 +140,9 @@ def test_the_floor_goes_to_one_site_and_every_stage_shows_it_within_2_s(node, br
     at = [h.wait_until(lambda p=p: p.evaluate("window._stageAt"), timeout=10, message="the stage switches") for p in [*others, chair]]
     sent = chair.evaluate("window._sentAt")
     took = [round((t - sent) / 1000, 2) for t in at]
-    # every site's stage within 2 s; the chair's own preview (a page that also encodes three layers and
-    # decodes the grid) within 4 s: on a loaded 2-core test machine it is the slowest to paint
-    assert max(took[:-1]) <= 2.0 and took[-1] <= 4.0, f"seconds from give_floor until each stage showed {code} (sites..., chair): {took}"
+    print(f"seconds from give_floor until each stage showed {code} (sites..., chair): {took}")
+    # every stage within 2 s, the chair's own too (measured on this machine: 0.16-0.39 s)
+    assert max(took) <= 2.0, f"seconds from give_floor until each stage showed {code} (sites..., chair): {took}"
     assert all(_shows(p, code, w) for p in [*others, chair])
     site = PAGES[code]
     h.wait_until(lambda: site.locator("#ask").is_visible(), message="the site is asked to open its microphone")
