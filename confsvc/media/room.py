@@ -768,14 +768,16 @@ class Room:
 
     # -- what slots show ----------------------------------------------------------------------
 
-    def set_stage(self, pid: str | None) -> None:
+    def set_stage(self, pid: str | None, holder_sees: str | None = None) -> None:
         """Give the floor (the stage slot of everyone) to ``pid``'s video, or clear it. The holder
-        itself sees the previous holder."""
+        itself sees ``holder_sees`` (the chair, say) when given, else the previous holder."""
         if pid is not None and pid not in self.participants:
             raise MediaError(f"no participant {pid!r} in the room")
-        if pid != self.stage:
+        if holder_sees is not None:
+            self._prev_stage = holder_sees
+        elif pid != self.stage:
             self._prev_stage = self.stage
-            self.stage = pid
+        self.stage = pid
         self._retarget_all()
 
     def set_grid(self, viewer: str, pids: list[str]) -> None:

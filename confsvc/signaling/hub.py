@@ -140,9 +140,12 @@ class LiveRoom:
 
     # --- media follows the state --------------------------------------------------------------
     def apply_stage(self) -> None:
-        """Every stage shows the floor (or the chair); nobody's while that site has no media here."""
+        """Every stage shows the floor (or the chair); nobody's while that site has no media here.
+        The site with the floor sees the chair (also when it came back before the chair did)."""
         stage = self.state.stage()
-        self.media.set_stage(stage if stage in self.media.participants else None)
+        chair = self.state.chair
+        self.media.set_stage(stage if stage in self.media.participants else None,
+                             holder_sees=chair if stage != chair else None)
 
     def apply_prefs(self, code: str) -> None:
         """The site's "low data" choice and the chair's pin, on its media (after every re-add too)."""

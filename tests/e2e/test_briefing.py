@@ -217,6 +217,13 @@ def test_when_the_media_fails_the_page_publishes_and_subscribes_again_on_the_sam
 
 def test_the_node_is_killed_and_restarted_and_every_page_comes_back_by_itself(node, briefing, artifacts):
     pages = {"chair": PAGES["chair"], **{c: PAGES[c] for c, _, _ in SITES}}
+    chair = pages["chair"]
+    # the chair's decisions must outlive the node: a site holds the floor, the room is locked
+    floor, floor_w, _ = SITES[1]
+    chair.locator(f"#row-{floor} button[data-act=give_floor]").click()
+    chair.check("#lock")
+    h.wait_until(lambda: _shows(pages[SITES[0][0]], floor, floor_w), message="the floor before the restart")
+    h.wait_until(lambda: pages[SITES[0][0]].evaluate("window.confsvc.state.room.locked"), message="locked")
     node.kill()
     for name, page in pages.items():
         h.wait_until(lambda p=page: p.locator("#banner").is_visible(), timeout=10, message=f"{name} shows the banner")
@@ -225,9 +232,22 @@ def test_the_node_is_killed_and_restarted_and_every_page_comes_back_by_itself(no
     node.start()
     for code, _, _ in SITES:
         h.wait_frames_rising(pages[code], SUB, timeout=40)
-        h.wait_until(lambda p=pages[code]: _shows(p, "YB", 1280), timeout=10, message=f"{code} sees the chair again")
         assert not pages[code].locator("#banner").is_visible()
-    chair = pages["chair"]
+    # the briefing goes on as it was: the same site has the floor on every stage, the room is still locked,
+    # the roll call's tally is kept
+    for name, page in pages.items():
+        h.wait_until(lambda p=page: p.evaluate("window.confsvc.state.room.floor") == floor, timeout=20,
+                     message=f"{name}: the floor kept across the restart")
+        assert page.evaluate("window.confsvc.state.room.locked") is True
+    for code, _, _ in SITES:
+        if code != floor:
+            h.wait_until(lambda p=pages[code]: _shows(p, floor, floor_w), timeout=10, message=f"{code} sees the floor again")
+    assert chair.evaluate("window.confsvc.state.room.rollcall.answered") == 3
+    assert chair.is_checked("#lock")
+    chair.uncheck("#lock")
+    chair.click("#btn-take")
+    for code, _, _ in SITES:
+        h.wait_until(lambda p=pages[code]: _shows(p, "YB", 1280), timeout=10, message=f"{code} sees the chair again")
     for code, _, _ in SITES:
         h.wait_until(lambda c=code: chair.locator(f"#row-{c}").get_attribute("data-state") == "connected",
                      timeout=20, message=f"{code} connected again on the wall")

@@ -2,6 +2,7 @@
 // the chair's own camera (three layers) and microphone, the stage preview and the grid of thumbnails.
 import { LiveClient } from "./client.js";
 import { openCamera } from "./checks.js";
+import { watchConnection } from "./banner.js";
 import { $, t } from "./strings.js";
 
 const root = $("chair-app");
@@ -284,23 +285,7 @@ live.addEventListener("error", ({ detail }) => {
 });
 
 // --- status banner --------------------------------------------------------------------------
-const STATUS_TEXT = { idle: "status.idle", connecting: "status.connecting", joined: "status.joined", reconnecting: "status.reconnecting", waiting: "status.waiting", stopped: "status.stopped" };
-live.addEventListener("status", ({ detail }) => {
-  const pill = $("conn-pill");
-  pill.dataset.status = detail.status;
-  pill.textContent = t(STATUS_TEXT[detail.status] || detail.status);
-  const banner = $("banner");
-  if (detail.status === "reconnecting") { banner.textContent = t("banner.reconnecting"); banner.dataset.kind = "bad"; banner.hidden = false; }
-  else if (detail.status === "waiting") { banner.textContent = t("refused." + detail.code); banner.dataset.kind = "warn"; banner.hidden = false; }
-  else if (detail.status === "stopped") { banner.textContent = `${t("stop." + detail.code + ".title")} — ${t("stop." + detail.code + ".text")}`; banner.dataset.kind = "warn"; banner.hidden = false; }
-  else banner.hidden = true;
-});
-live.addEventListener("media", ({ detail }) => {
-  if (live.status !== "joined") return;
-  const banner = $("banner");
-  if (!detail.up && (detail.trouble || detail.restarting)) { banner.textContent = t("banner.media"); banner.dataset.kind = "bad"; banner.hidden = false; }
-  else if (detail.up) banner.hidden = true;
-});
+watchConnection(live, { stoppedInBanner: true });
 
 // --- media: stage preview, audio, the grid of thumbnails ------------------------------------
 let gridPage = 0;

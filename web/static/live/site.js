@@ -1,6 +1,7 @@
 // The site page /s/<token>: checks before joining, the coming briefings, the briefing itself.
 import { LiveClient, linkVerdict } from "./client.js";
 import { cameraVerdict, chime, meter, micVerdict, networkCheck, openCamera } from "./checks.js";
+import { watchConnection } from "./banner.js";
 import { $, fmtDuration, t } from "./strings.js";
 
 const root = $("site-app");
@@ -146,18 +147,10 @@ let joining = false;
 $("btn-join").addEventListener("click", join);
 $("btn-rejoin").addEventListener("click", () => { $("stopped").hidden = true; join(); });
 
-const STATUS_TEXT = { idle: "status.idle", connecting: "status.connecting", joined: "status.joined", reconnecting: "status.reconnecting", waiting: "status.waiting", stopped: "status.stopped" };
-
+watchConnection(live);
 live.addEventListener("status", ({ detail }) => {
-  const pill = $("conn-pill");
-  pill.dataset.status = detail.status;
-  pill.textContent = t(STATUS_TEXT[detail.status] || detail.status);
-  const banner = $("banner");
-  if (detail.status === "reconnecting") { banner.textContent = t("banner.reconnecting"); banner.hidden = false; banner.dataset.kind = "bad"; }
-  else if (detail.status === "waiting") { banner.textContent = t("refused." + detail.code, {}) || detail.code; banner.hidden = false; banner.dataset.kind = "warn"; }
-  else if (detail.status === "joined") { banner.hidden = true; }
   if (detail.status === "joined") { $("prejoin").hidden = true; $("stopped").hidden = true; $("room").hidden = false; }
-  if (detail.status === "stopped") { banner.hidden = true; showStopped(detail.code); }
+  if (detail.status === "stopped") showStopped(detail.code);
   if (detail.status === "waiting" && !live.joinedOnce) { $("prejoin").hidden = false; $("room").hidden = true; }
 });
 
@@ -173,11 +166,7 @@ function showStopped(code) {
 }
 
 live.addEventListener("media", ({ detail }) => {
-  const banner = $("banner");
   if (!detail.up) { $("link-pill").hidden = true; $("link-text").dataset.verdict = ""; $("link-text").textContent = "–"; $("link-figures").textContent = ""; }
-  if (live.status !== "joined") return;
-  if (!detail.up && (detail.trouble || detail.restarting)) { banner.textContent = t("banner.media"); banner.hidden = false; banner.dataset.kind = "bad"; }
-  else if (detail.up) banner.hidden = true;
 });
 
 // --- in the briefing -------------------------------------------------------------------------
