@@ -253,6 +253,8 @@ async def run(args: argparse.Namespace) -> dict:
                 "probes": s.allocator.probes, "failed_probes": s.allocator.failed_probes,
                 "probe_packets": s.slots["stage"].probe_packets,
                 "nacks_superseded": s.slots["stage"].superseded,
+                "nacks": s.slots["stage"].nacks, "nacks_throttled": s.nack_throttled,
+                "retransmitted_room": room.counters.nack_repaired,
                 "decoded_fps": round((frames(b1, "S") - s_frames0) / window, 2),
             },
             "unshaped_clients": "light: complete frames delivered (marker bits), no decoding, no RR/REMB"

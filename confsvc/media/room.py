@@ -167,6 +167,8 @@ class Participant:
         self.remb_covers_audio = True
         self._rtt_sample: float | None = None  # the largest raw RTT of receiver reports since the last tick
         self._probe_mark: tuple[float, int, int] | None = None  # probing: (time, slot octets, packets)
+        self._resent: dict[int, dict[int, float]] = {}  # per slot SSRC: out seq -> when it was resent
+        self.nack_throttled = 0  # NACKed packets not resent: already resent within the last RTT
         self._layers_cache: tuple[list[int | None], int] | None = None  # per tick: (layer_bps, temporal)
 
     # -- publishing --------------------------------------------------------------------------
@@ -523,7 +525,9 @@ class Participant:
             if pkt.fmt == RTCP_RTPFB_NACK:
                 slot = self._slots_by_ssrc.get(pkt.media_ssrc)
                 if slot is not None and slot.live:
-                    slot.retransmit(pkt.lost)
+                    lost = self._not_in_flight(slot, pkt.lost, time.monotonic())
+                    if lost:
+                        slot.retransmit(lost)
         elif isinstance(pkt, RtcpPsfbPacket):
             if pkt.fmt == RTCP_PSFB_PLI:
                 self._keyframe_for(self._slots_by_ssrc.get(pkt.media_ssrc))
@@ -542,6 +546,28 @@ class Participant:
                     self.remb_covers_audio = not ssrcs or bool(audio.intersection(ssrcs))
                 except ValueError:
                     c.malformed_rtcp += 1
+
+    def _not_in_flight(self, slot: Slot, lost: list[int], now: float) -> list[int]:
+        """The NACKed packets not resent within the last RTT (the slot's, queues included). A
+        receiver that asks again before the first resend could arrive (every 100 ms, whatever the
+        RTT) would otherwise get each packet twice or more, which on a link that is full already
+        (the reason they were lost) keeps it full: as libwebrtc's sender, at most once per RTT."""
+        wait = min(max(slot.rtt if slot.rtt is not None else 0.1, 0.02), 0.5)
+        resent = self._resent.get(slot.ssrc)
+        if resent is None:
+            resent = self._resent[slot.ssrc] = {}
+        elif len(resent) > 1024:
+            for seq in [q for q, t in resent.items() if now - t >= wait]:
+                del resent[seq]
+        out = []
+        for seq in lost:
+            t = resent.get(seq)
+            if t is not None and now - t < wait:
+                self.nack_throttled += 1
+                continue
+            resent[seq] = now
+            out.append(seq)
+        return out
 
     def _keyframe_for(self, slot: Slot | None) -> None:
         if slot is None:
@@ -617,6 +643,7 @@ class Participant:
             "publishing": [p.stats() for p in self.producers],
             "slots": {name: s.stats() for name, s in self.slots.items()},
             "remb": self.remb,
+            "nack_throttled": self.nack_throttled,
             "estimate": {**self.estimator.stats(), **self.allocator.stats(), "audio_bps": int(self.audio_bps)},
             "low_data": self.allocator.low_data,
             "pin": self.pin,

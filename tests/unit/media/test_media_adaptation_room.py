@@ -241,3 +241,22 @@ async def test_a_step_down_replays_the_cached_keyframe_run_a_step_up_waits_for_a
         assert stage.producer is mid and stage.pending is None
     finally:
         await room.close()
+
+
+async def test_a_packet_asked_for_again_within_an_rtt_is_not_resent_twice():
+    room = Room(MediaConfig())
+    try:
+        site = join(room, "c1")
+        stage = site.slots["stage"]
+        stage.rtt = 0.2
+        resent: list[list[int]] = []
+        stage.retransmit = lambda seqs: resent.append(list(seqs)) or len(seqs)  # type: ignore[method-assign]
+        assert site._not_in_flight(stage, [10, 11], 5.0) == [10, 11]
+        # 100 ms later the receiver asks again for both and a new one: only the new one goes out
+        assert site._not_in_flight(stage, [10, 11, 12], 5.1) == [12]
+        assert site.nack_throttled == 2
+        # an RTT on, the first resends may be lost too: again
+        assert site._not_in_flight(stage, [10, 11, 12], 5.25) == [10, 11]
+        assert site.stats()["nack_throttled"] == 3
+    finally:
+        await room.close()
