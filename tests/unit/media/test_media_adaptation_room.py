@@ -260,3 +260,36 @@ async def test_a_packet_asked_for_again_within_an_rtt_is_not_resent_twice():
         assert site.stats()["nack_throttled"] == 3
     finally:
         await room.close()
+
+
+async def test_receiver_report_rtt_samples_reach_the_estimator_as_queue_delay():
+    import time
+
+    from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
+
+    room = Room(MediaConfig())
+    try:
+        chair_with_layers(room)
+        site = join(room, "c1")
+        room.set_stage("chair")
+        stage = site.slots["stage"]
+        site._slots_by_ssrc[stage.ssrc] = stage
+
+        def report(rtt: float, lsr: int) -> None:
+            stage.sr_sent[lsr] = time.time() - rtt - 0.05  # our SR went out rtt + 50 ms ago ...
+            site._handle_sub_rtcp(RtcpRrPacket(ssrc=1, reports=[RtcpReceiverInfo(
+                ssrc=stage.ssrc, fraction_lost=0, packets_lost=0, highest_sequence=1, jitter=0,
+                lsr=lsr, dlsr=int(0.05 * 65536))]))  # ... and the receiver held it 50 ms
+
+        report(0.010, 1)
+        site._measure(1.0)
+        assert site.estimator.rtt_min == pytest.approx(0.010, abs=0.005)
+        assert site.estimator.unstable_at == float("-inf")
+        report(0.160, 2)  # 150 ms of queue on the path
+        site._measure(2.0)
+        assert site.estimator.queue_delay == pytest.approx(0.150, abs=0.01)
+        assert site.estimator.unstable_at == 2.0 and site.stats()["estimate"]["queue_delay_ms"] > 100
+        site._measure(3.0)  # no report since: no new sample
+        assert site.estimator.unstable_at == 2.0
+    finally:
+        await room.close()
