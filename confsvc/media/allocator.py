@@ -30,7 +30,8 @@ walks a *ladder*: every spatial layer at full frame rate from the top, then the 
 lower temporal caps (when the source has temporal layers), then *paused* (audio goes on).
 
 - Down fast: a slot whose step costs more than its share of the estimate (with ``keep_margin``
-  tolerance for bitrate noise) goes at once to the best step that fits.
+  tolerance for bitrate noise) goes at once to the best step that fits: a spatial layer with that
+  much headroom, if one does (a temporal cap changes at once and costs no keyframe: none needed).
 - Up slowly: one step at a time, only after the link has been stable (no congestion signal) for
   ``stable_hold`` seconds and the slot has not changed for ``up_hold`` seconds. When the next step
   fits the estimate it is taken. When it does not (a REMB says little above 1.5 x what we send),
@@ -414,7 +415,12 @@ class Allocator:
                     (steps[cur - 1].layer, steps[cur - 1].tid) == self.earned[1:]
                 hold = cfg.recover_hold if self._recovering else cfg.up_hold
                 if steps[cur].bps > max(budget, 0) * cfg.keep_margin and fit > cur:
-                    step, reason = steps[fit], "down: over the estimate"
+                    # a spatial layer with the headroom keep_margin asks of a step to stay on it
+                    # (else the next dip of a shrinking link sends it down again, through one more
+                    # keyframe switch); temporal caps change at once and cost nothing: no headroom
+                    down = next((i for i in range(fit, len(steps) - 1) if steps[i].tid == ALL_TIDS
+                                 and steps[i].bps * cfg.keep_margin <= budget), fit)
+                    step, reason = steps[down], "down: over the estimate"
                     self.last_down = now
                     self._recovering = False
                 elif earned and stable:

@@ -462,3 +462,21 @@ def test_when_the_link_comes_back_it_climbs_one_probed_step_at_a_time_soon():
     assert ups[1] - ups[0] >= AllocatorConfig().recover_hold + AllocatorConfig().probe_window
     # next probe (backoff at most 4 s after the last failure), 2 s probe, 1 s, 2 s probe
     assert ups[1] - back <= 4.0 + 3.0 + 2.0 + 1.0 + 2.0 + 1.0
+
+
+def test_a_step_down_takes_a_spatial_layer_with_headroom():
+    # the bench's layers; sending 1.6M, the link fell to 400k: the first overuse REMB (876k) reads
+    # 0.6M after _collapse_capacity, just above the 640x360 layer: with the headroom a step needs
+    # to stay (keep_margin), the 320x180 one, at once, not the middle one and then again the low one
+    bench = [1_550_000, 530_000, 170_000]
+    run = Run(demands=stage(bench))
+    for _ in range(int(5 / TICK)):
+        run.tick(remb=1_840_000, loss=0.0)
+    run.tick(remb=876_000)
+    assert 530_000 < run.est.bps < 530_000 * 1.15 and run.layer() == 2, run.est.stats()
+    # a step down with room to spare for the middle layer takes it
+    run = Run(demands=stage(bench))
+    for _ in range(int(5 / TICK)):
+        run.tick(remb=1_840_000, loss=0.0)
+    run.tick(remb=950_000)  # reads 0.69M: 530k with 15 % to spare
+    assert run.layer() == 1, run.est.stats()
