@@ -10,8 +10,14 @@ veth pair, for the adaptation benchmark and tests (root needed).
     link.close()                        # deletes both namespaces (and so the veth pair)
 
 The shaping is tbf (rate, bucket, queue latency: tail drops when the queue is full). netem (delay,
-random loss) is used when the kernel has it (``link.netem``); this machine's kernel has neither
-sch_netem nor tc actions, so tests make random loss at the receiving peer instead.
+random loss) is used when the kernel has it (``link.netem``). Where it does not (no sch_netem: a
+kernel built without CONFIG_NET_SCH_NETEM and no module to load), random loss is made by an
+nftables rule in the node-side namespace instead (``numgen random`` drops that share of the UDP
+packets leaving on the veth; needs the ``nft`` command, Debian's nftables package, and a kernel
+with nf_tables and NFT_NUMGEN): ``link.loss_by`` says which ("netem", "nftables" or None, and
+``link.loss_unavailable`` why not). Fixed delay has no such stand-in: tbf only delays what queues
+behind the rate limit, nftables cannot hold a packet, and the other delaying qdiscs and the ifb
+device are not in such a kernel either; ``delay_ms`` is then not applied.
 
 Addresses exist only inside these namespaces (10.213.x.1 and .2, a /30); the host's own
 namespace is never changed. ``node_side`` switches the calling thread's network namespace with
@@ -24,6 +30,7 @@ import contextlib
 import ctypes
 import os
 import random
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -69,6 +76,8 @@ class ShapedLink:
         self.rate_kbit: int | None = None
         self.loss = 0.0
         self.netem = False
+        self.loss_by: str | None = None
+        self.loss_unavailable: str | None = None
 
     @classmethod
     def create(cls, delay_ms: int = 10) -> ShapedLink:
@@ -95,6 +104,11 @@ class ShapedLink:
             r = subprocess.run(["ip", "netns", "exec", link.node_ns, "tc", "qdisc", "add", "dev", link.node_dev,
                                 "root", "handle", "1:", "netem", "delay", f"{delay_ms}ms"], capture_output=True)
             link.netem = r.returncode == 0
+            if link.netem:
+                link.loss_by = "netem"
+            else:
+                link.loss_unavailable = link._nft_setup(r.stderr.decode(errors="replace").strip())
+                link.loss_by = "nftables" if link.loss_unavailable is None else None
             parent = ["parent", "1:", "handle", "2:"] if link.netem else ["root", "handle", "2:"]
             _run("ip", "netns", "exec", link.node_ns, "tc", "qdisc", "add", "dev", link.node_dev, *parent,
                  "tbf", "rate", "1gbit", "burst", "256kb", "latency", "50ms")
@@ -110,8 +124,15 @@ class ShapedLink:
         if self.netem:
             netem = ["netem", "delay", f"{self.delay_ms}ms"] + (["loss", f"{loss}%"] if loss else [])
             _run("ip", "netns", "exec", ns, "tc", "qdisc", "change", "dev", dev, "root", "handle", "1:", *netem)
+        elif self.loss_by == "nftables":
+            _run("ip", "netns", "exec", ns, "nft", "flush", "chain", "inet", "confsvc_link", "out")
+            if loss:
+                # numgen random mod 10000 < N: N hundredths of a percent of the UDP packets out
+                _run("ip", "netns", "exec", ns, "nft", "add", "rule", "inet", "confsvc_link", "out", "oifname", dev,
+                     "meta", "l4proto", "udp", "numgen", "random", "mod", "10000", "<", str(round(loss * 100)),
+                     "counter", "drop")
         elif loss:
-            raise RuntimeError("netem is not available in this kernel: no random loss on the link")
+            raise RuntimeError(f"no random loss on the link: {self.loss_unavailable}")
         if kbit is None:
             tbf = ["tbf", "rate", "1gbit", "burst", "256kb", "latency", "50ms"]
         else:
@@ -120,6 +141,33 @@ class ShapedLink:
         parent = ["parent", "1:", "handle", "2:"] if self.netem else ["root", "handle", "2:"]
         _run("ip", "netns", "exec", ns, "tc", "qdisc", "change", "dev", dev, *parent, *tbf)
         self.rate_kbit, self.loss = kbit, loss
+
+    def _nft_setup(self, netem_error: str) -> str | None:
+        """An nftables table in the node-side namespace for random loss; None, or why not."""
+        why_netem = f"tc netem is missing ({netem_error or 'sch_netem'})"
+        if shutil.which("nft") is None:
+            return f"{why_netem} and so is the nft command (Debian package nftables)"
+        r = subprocess.run(["ip", "netns", "exec", self.node_ns, "nft", "-f", "-"], capture_output=True, text=True,
+                           input="table inet confsvc_link {\n chain out {\n"
+                                 "  type filter hook output priority 0; policy accept;\n }\n}\n")
+        if r.returncode != 0:
+            return f"{why_netem} and nftables cannot filter here: {r.stderr.strip()}"
+        probe = subprocess.run(["ip", "netns", "exec", self.node_ns, "nft", "add", "rule", "inet", "confsvc_link", "out",
+                                "numgen", "random", "mod", "100", "<", "0", "drop"], capture_output=True, text=True)
+        if probe.returncode != 0:
+            return f"{why_netem} and nftables has no numgen here (NFT_NUMGEN): {probe.stderr.strip()}"
+        subprocess.run(["ip", "netns", "exec", self.node_ns, "nft", "flush", "chain", "inet", "confsvc_link", "out"],
+                       capture_output=True)
+        return None
+
+    def dropped(self) -> int:
+        """Packets the random-loss rule dropped so far (nftables only; netem: -1)."""
+        if self.loss_by != "nftables":
+            return -1
+        r = subprocess.run(["ip", "netns", "exec", self.node_ns, "nft", "list", "chain", "inet", "confsvc_link", "out"],
+                           capture_output=True, text=True)
+        m = re.search(r"counter packets (\d+)", r.stdout)
+        return int(m.group(1)) if m else 0
 
     def stats(self) -> str:
         r = subprocess.run(["ip", "netns", "exec", self.node_ns, "tc", "-s", "qdisc", "show", "dev", self.node_dev],

@@ -123,10 +123,17 @@ async def run(args: argparse.Namespace) -> dict:
         orig_update = s.estimator.update
 
         def update(now, **kw):
+            slot = s.slots["stage"]
             trace.append({"t": round(now, 3), "remb": kw.get("remb") if kw.get("remb_at") != s.estimator.remb_at else None,
                           "loss": kw.get("loss"), "sent": kw.get("sent_bps"),
-                          "layer": s.slots["stage"].producer.layer if s.slots["stage"].producer else -1})
+                          "rtt": round(kw["rtt"], 4) if kw.get("rtt") is not None else None,
+                          "layer": slot.producer.layer if slot.producer else -1})
             orig_update(now, **kw)
+            # what the estimator and allocator made of it (for reading, not replayed by the unit tests)
+            probe = s.allocator.probe_bps()
+            trace[-1].update(est=int(s.estimator.bps), probe=probe[1] if probe else 0, reason=slot.reason,
+                             queue_ms=round(s.estimator.queue_delay * 1000, 1),
+                             probe_bytes=slot.probe_bytes, failed=s.allocator.failed_probes)
 
         s.estimator.update = update  # type: ignore[method-assign]
 
@@ -246,6 +253,8 @@ async def run(args: argparse.Namespace) -> dict:
                 "probes": s.allocator.probes, "failed_probes": s.allocator.failed_probes,
                 "probe_packets": s.slots["stage"].probe_packets,
                 "nacks_superseded": s.slots["stage"].superseded,
+                "nacks": s.slots["stage"].nacks, "nacks_throttled": s.nack_throttled,
+                "retransmitted_room": room.counters.nack_repaired,
                 "decoded_fps": round((frames(b1, "S") - s_frames0) / window, 2),
             },
             "unshaped_clients": "light: complete frames delivered (marker bits), no decoding, no RR/REMB"

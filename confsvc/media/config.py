@@ -24,6 +24,8 @@ class MediaConfig:
     pli_retry: float = 1.0
     # fast start: replay cached packets since the last keyframe if that keyframe is this recent
     replay_max_age: float = 1.5
+    # ... and on an upgrade (the allocator's "up"), only this recent (else the slot waits for one)
+    up_replay_age: float = 0.2
     # packet cache: recent packets kept for NACK (power of two) and the bound of the keyframe run
     nack_cache: int = 1024
     keyframe_cache: int = 800
@@ -53,7 +55,7 @@ class MediaConfig:
     stable_hold: float = 3.0
     probe_window: float = 2.5
     probe_backoff: float = 3.0
-    probe_backoff_max: float = 6.0
+    probe_backoff_max: float = 4.0
     # record the time spent on each ingress packet, sends included (bench only; two clock reads per
     # ingress packet; a packet held by egress_hold is counted in the packet that releases it)
     measure_fanout: bool = False

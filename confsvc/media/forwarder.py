@@ -663,8 +663,10 @@ class Slot:
     def probe_send(self, nbytes: int, ext: bytes, max_packets: int = 48) -> int:
         """Bandwidth probe (per tick, never per packet): resend up to ``nbytes`` of the packets this
         slot sent last, newest first, each as it went out but with ``ext`` (a fresh abs-send-time
-        element, padded to 4 bytes) so the receiver's delay estimate sees them as sent now. Receivers
-        discard duplicates; their bandwidth estimators count them. Returns the bytes sent."""
+        element, padded to 4 bytes). They load the link like the next layer would; the receiver's
+        SRTP replay check discards them before its bandwidth estimator (aiortc, libwebrtc), so the
+        receiver's estimate sees them only through the queueing delay and loss of the media behind
+        them. Returns the bytes sent."""
         p = self.producer
         if p is None or not self.live or self.paused or nbytes <= 0:
             return 0

@@ -165,6 +165,10 @@ class Participant:
         self.audio_bps = 0.0
         self.sent_bps = 0.0
         self.remb_covers_audio = True
+        self._rtt_sample: float | None = None  # the largest raw RTT of receiver reports since the last tick
+        self._probe_mark: tuple[float, int, int] | None = None  # probing: (time, slot octets, packets)
+        self._resent: dict[int, dict[int, float]] = {}  # per slot SSRC: out seq -> when it was resent
+        self.nack_throttled = 0  # NACKed packets not resent: already resent within the last RTT
         self._layers_cache: tuple[list[int | None], int] | None = None  # per tick: (layer_bps, temporal)
 
     # -- publishing --------------------------------------------------------------------------
@@ -515,11 +519,15 @@ class Participant:
                     rtt = now - sent - r.dlsr / 65536
                     if rtt >= 0:
                         slot.rtt = rtt if slot.rtt is None else 0.85 * slot.rtt + 0.15 * rtt
+                        if slot.kind == "video" and (self._rtt_sample is None or rtt > self._rtt_sample):
+                            self._rtt_sample = rtt  # raw, for the estimator's queue-delay signal
         elif isinstance(pkt, RtcpRtpfbPacket):
             if pkt.fmt == RTCP_RTPFB_NACK:
                 slot = self._slots_by_ssrc.get(pkt.media_ssrc)
                 if slot is not None and slot.live:
-                    slot.retransmit(pkt.lost)
+                    lost = self._not_in_flight(slot, pkt.lost, time.monotonic())
+                    if lost:
+                        slot.retransmit(lost)
         elif isinstance(pkt, RtcpPsfbPacket):
             if pkt.fmt == RTCP_PSFB_PLI:
                 self._keyframe_for(self._slots_by_ssrc.get(pkt.media_ssrc))
@@ -538,6 +546,28 @@ class Participant:
                     self.remb_covers_audio = not ssrcs or bool(audio.intersection(ssrcs))
                 except ValueError:
                     c.malformed_rtcp += 1
+
+    def _not_in_flight(self, slot: Slot, lost: list[int], now: float) -> list[int]:
+        """The NACKed packets not resent within the last RTT (the slot's, queues included). A
+        receiver that asks again before the first resend could arrive (every 100 ms, whatever the
+        RTT) would otherwise get each packet twice or more, which on a link that is full already
+        (the reason they were lost) keeps it full: as libwebrtc's sender, at most once per RTT."""
+        wait = min(max(slot.rtt if slot.rtt is not None else 0.1, 0.02), 0.5)
+        resent = self._resent.get(slot.ssrc)
+        if resent is None:
+            resent = self._resent[slot.ssrc] = {}
+        elif len(resent) > 1024:
+            for seq in [q for q, t in resent.items() if now - t >= wait]:
+                del resent[seq]
+        out = []
+        for seq in lost:
+            t = resent.get(seq)
+            if t is not None and now - t < wait:
+                self.nack_throttled += 1
+                continue
+            resent[seq] = now
+            out.append(seq)
+        return out
 
     def _keyframe_for(self, slot: Slot | None) -> None:
         if slot is None:
@@ -613,6 +643,7 @@ class Participant:
             "publishing": [p.stats() for p in self.producers],
             "slots": {name: s.stats() for name, s in self.slots.items()},
             "remb": self.remb,
+            "nack_throttled": self.nack_throttled,
             "estimate": {**self.estimator.stats(), **self.allocator.stats(), "audio_bps": int(self.audio_bps)},
             "low_data": self.allocator.low_data,
             "pin": self.pin,
@@ -643,7 +674,9 @@ class Participant:
         # the estimate is of what the REMB covers: all we send, or (REMB per video stream) video only
         covered = total if self.remb_covers_audio or self.remb is None else total - audio
         self.estimator.update(now, remb=self.remb, remb_at=self.remb_at if self.remb is not None else None,
-                              loss=loss, rtt=min(rtts) if rtts else None, sent_bps=int(covered))
+                              loss=loss, rtt=min(rtts) if rtts else None, sent_bps=int(covered),
+                              rtt_sample=self._rtt_sample)
+        self._rtt_sample = None
 
     @property
     def audio_reserve(self) -> int:
@@ -820,10 +853,16 @@ class Room:
             choices = p.allocator.update(now, p.estimator, demands, p.audio_reserve)
         else:
             choices = {d.name: Choice(0 if d.source else PAUSED, ALL_TIDS, 0, "adaptation off") for d in demands}
-        age = self.config.replay_max_age
         for d in demands:
             slot = p.slots[d.name]
             c = choices[d.name]
+            # a step up from a layer that shows waits for the new layer's keyframe (PLI) unless the
+            # cached one is fresh: the old layer goes on meanwhile, and a replayed run of up to
+            # replay_max_age seconds of the higher layer would arrive as one burst, the loss that a
+            # link which just proved it carries the layer's *rate* reports right after an upgrade
+            age = self.config.replay_max_age
+            if c.reason.startswith("up") and not slot.paused:
+                age = min(age, self.config.up_replay_age)
             src = slot.source
             layers = src.video_layers if src is not None else []
             before = (slot.layer, slot.max_tid, slot.paused)
@@ -996,19 +1035,32 @@ class Room:
         """Pad the slots that the allocators probe on, at the probed extra rate, a burst per tick."""
         ext = None
         for p in self.participants.values():
-            probe = p.allocator.probe_bps()
-            if probe is None:
-                p._probe_at = now  # type: ignore[attr-defined]
+            probe = p.allocator.probe_target(now)
+            if probe is not None and p.remb is not None and p.remb_at > p.estimator.remb_at and \
+                    p.remb < (p.estimator.remb or 0) * p.estimator.cfg.remb_drop:
+                # a REMB drop while probing: the probe is over now, not at the next allocation tick
+                p._measure(now)
+                self._allocate(p, now)
+                probe = p.allocator.probe_target(now)
+            slot = p.slots.get(probe[0]) if probe is not None else None
+            if probe is None or slot is None:
+                p._probe_mark = None
                 continue
-            slot = p.slots.get(probe[0])
-            last = getattr(p, "_probe_at", now)
-            p._probe_at = now  # type: ignore[attr-defined]
-            if slot is None:
+            mark, p._probe_mark = p._probe_mark, (now, slot.octets, slot.packets)
+            if mark is None:
+                continue  # the first tick of a probe: from here on
+            dt = min(max(now - mark[0], 0.0), 0.3)
+            _name, base, extra = probe
+            # the probe tops up what the slot sent to the rate it probes (its step's plus the extra):
+            # a keyframe burst leaves less room for padding, so the link sees the probed rate, not
+            # the probed rate plus the burst (which would slow the keyframe down behind the padding)
+            media = (slot.octets - mark[1]) + (slot.packets - mark[2]) * 60
+            nbytes = min(int(extra / 8 * dt), int((base + extra) / 8 * dt) - media)
+            if nbytes <= 0:
                 continue
             if ext is None:
                 ast = abs_send_time(wall)
                 ext = bytes(((ABS_SEND_TIME_ID << 4) | 2, ast >> 16, (ast >> 8) & 0xFF, ast & 0xFF))
-            nbytes = int(probe[1] / 8 * min(max(now - last, 0.0), 0.3))
             slot.probe_send(nbytes, ext)
 
     # -- stats ------------------------------------------------------------------------------

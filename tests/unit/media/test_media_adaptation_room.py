@@ -144,3 +144,152 @@ def test_shaped_link_tests_say_why_they_skip_when_not_root(monkeypatch):
 
     monkeypatch.setattr(_netns.os, "geteuid", lambda: 1000)
     assert "root" in _netns.unavailable()
+
+
+async def test_a_remb_drop_between_allocation_ticks_ends_a_probe_at_once():
+    from confsvc.media.allocator import _Probe
+
+    room = Room(MediaConfig(initial_bps=700_000))
+    try:
+        chair_with_layers(room)
+        site = join(room, "c1")
+        room.set_stage("chair")
+        est, alloc = site.estimator, site.allocator
+        est.update(1.0, remb=600_000, remb_at=1.0, sent_bps=550_000)
+        alloc.probe = _Probe("stage", 1.0, est.congestion_events, 1_000_000, 1_550_000, (0, 255), 2.5)
+        site.remb, site.remb_at = 590_000, 1.2  # a newer REMB, no drop: the probe goes on
+        room._send_probes(1.3, 0.0)
+        assert alloc.probe is not None
+        site.remb, site.remb_at = 300_000, 1.4  # overuse: over at once
+        room._send_probes(1.5, 0.0)
+        assert alloc.probe is None and alloc.failed_probes == 1
+        # what flowed before the probe is kept (the receiver's REMB counts only the media it kept)
+        assert est.bps >= 550_000
+    finally:
+        await room.close()
+
+
+async def test_probe_padding_tops_up_to_the_probed_rate_and_yields_to_a_keyframe_burst():
+    from confsvc.media.allocator import _Probe
+
+    room = Room(MediaConfig(initial_bps=700_000))
+    try:
+        chair_with_layers(room)
+        site = join(room, "c1")
+        room.set_stage("chair")
+        stage = site.slots["stage"]
+        asked: list[int] = []
+        stage.probe_send = lambda nbytes, ext: asked.append(nbytes) or nbytes  # type: ignore[method-assign]
+        alloc = site.allocator
+        alloc.probe = _Probe("stage", 0.0, site.estimator.congestion_events, 400_000, 1_000_000, (1, 255), 2.5,
+                             base_bps=160_000)
+        room._send_probes(2.0, 0.0)  # the first tick marks where the probe starts
+        assert asked == []
+        # 0.1 s on, the slot sent its usual 2 kB: the padding is the extra (400k, all of it after the ramp)
+        stage.octets += 2000 - 2 * 60
+        stage.packets += 2
+        room._send_probes(2.1, 0.0)
+        assert asked == [pytest.approx(5000, abs=2)]
+        # a keyframe burst: 7 kB went out in 0.1 s, all the probed 560k carries: no padding
+        stage.octets += 7000 - 7 * 60
+        stage.packets += 7
+        room._send_probes(2.2, 0.0)
+        assert len(asked) == 1
+        # a burst that leaves some room: padding up to the probed rate only
+        stage.octets += 4000 - 4 * 60
+        stage.packets += 4
+        room._send_probes(2.3, 0.0)
+        assert asked[1:] == [pytest.approx(3000, abs=2)]
+    finally:
+        await room.close()
+
+
+def _push(producer, seq: int, key: bool, arrival: float) -> None:
+    payload = vp8_payload(start=True, key=key, pid=100 + seq)
+    pkt = Packet(seq, 3000 * seq, 1, arrival, payload, b"")
+    pkt.vp8 = parse_vp8(payload)
+    pkt.keyframe, pkt.pid, pkt.tid = pkt.vp8.keyframe, pkt.vp8.pid, pkt.vp8.tid
+    producer.push(pkt)
+
+
+async def test_a_step_down_replays_the_cached_keyframe_run_a_step_up_waits_for_a_fresh_keyframe():
+    from confsvc.media.allocator import ALL_TIDS, Choice
+
+    room = Room(MediaConfig(initial_bps=5_000_000))
+    try:
+        chair = chair_with_layers(room)
+        site = join(room, "c1")
+        room.set_stage("chair")
+        stage = site.slots["stage"]
+        high, mid, low = chair.video_layers
+        for producer in (high, mid, low):
+            _push(producer, 1, True, 10.0)
+            _push(producer, 2, False, 10.03)
+        assert stage.producer is high
+        forced: list[Choice] = []
+        site.allocator.update = lambda now, est, demands, audio=0: {"stage": forced[-1]}  # type: ignore[method-assign]
+        # down, from a link that no longer carries the high layer: at once, from the cached run
+        forced.append(Choice(2, ALL_TIDS, 150_000, "down: over the estimate"))
+        room._allocate(site, 10.5)
+        assert stage.producer is low and stage.pending is None
+        # up: the cached run of the mid layer is 0.5 s old; the low layer goes on until a fresh
+        # keyframe of the mid one (no burst of half a second of the higher layer at once)
+        forced.append(Choice(1, ALL_TIDS, 500_000, "up: the probe held"))
+        room._allocate(site, 10.5)
+        assert stage.producer is low and stage.pending is mid
+        _push(mid, 3, True, 10.6)
+        assert stage.producer is mid and stage.pending is None
+    finally:
+        await room.close()
+
+
+async def test_a_packet_asked_for_again_within_an_rtt_is_not_resent_twice():
+    room = Room(MediaConfig())
+    try:
+        site = join(room, "c1")
+        stage = site.slots["stage"]
+        stage.rtt = 0.2
+        resent: list[list[int]] = []
+        stage.retransmit = lambda seqs: resent.append(list(seqs)) or len(seqs)  # type: ignore[method-assign]
+        assert site._not_in_flight(stage, [10, 11], 5.0) == [10, 11]
+        # 100 ms later the receiver asks again for both and a new one: only the new one goes out
+        assert site._not_in_flight(stage, [10, 11, 12], 5.1) == [12]
+        assert site.nack_throttled == 2
+        # an RTT on, the first resends may be lost too: again
+        assert site._not_in_flight(stage, [10, 11, 12], 5.25) == [10, 11]
+        assert site.stats()["nack_throttled"] == 3
+    finally:
+        await room.close()
+
+
+async def test_receiver_report_rtt_samples_reach_the_estimator_as_queue_delay():
+    import time
+
+    from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
+
+    room = Room(MediaConfig())
+    try:
+        chair_with_layers(room)
+        site = join(room, "c1")
+        room.set_stage("chair")
+        stage = site.slots["stage"]
+        site._slots_by_ssrc[stage.ssrc] = stage
+
+        def report(rtt: float, lsr: int) -> None:
+            stage.sr_sent[lsr] = time.time() - rtt - 0.05  # our SR went out rtt + 50 ms ago ...
+            site._handle_sub_rtcp(RtcpRrPacket(ssrc=1, reports=[RtcpReceiverInfo(
+                ssrc=stage.ssrc, fraction_lost=0, packets_lost=0, highest_sequence=1, jitter=0,
+                lsr=lsr, dlsr=int(0.05 * 65536))]))  # ... and the receiver held it 50 ms
+
+        report(0.010, 1)
+        site._measure(1.0)
+        assert site.estimator.rtt_min == pytest.approx(0.010, abs=0.005)
+        assert site.estimator.unstable_at == float("-inf")
+        report(0.160, 2)  # 150 ms of queue on the path
+        site._measure(2.0)
+        assert site.estimator.queue_delay == pytest.approx(0.150, abs=0.01)
+        assert site.estimator.unstable_at == 2.0 and site.stats()["estimate"]["queue_delay_ms"] > 100
+        site._measure(3.0)  # no report since: no new sample
+        assert site.estimator.unstable_at == 2.0
+    finally:
+        await room.close()

@@ -43,16 +43,19 @@ class Run:
         self.remb_seq = 0.0
         self.choices = self.alloc.update(self.t, self.est, self.demands, audio)
 
-    def sent(self) -> int:
-        probe = self.alloc.probe_bps()
-        return sum(c.bps for c in self.choices.values()) + self.audio + (probe[1] if probe else 0)
+    def media(self) -> int:
+        return sum(c.bps for c in self.choices.values()) + self.audio
 
-    def tick(self, remb=None, loss=None):
+    def sent(self) -> int:
+        probe = self.alloc.probe_bps(self.t)
+        return self.media() + (probe[1] if probe else 0)
+
+    def tick(self, remb=None, loss=None, rtt=None):
         self.t += TICK
         if remb is not None:
             self.remb_seq = self.t
         self.est.update(self.t, remb=remb, remb_at=self.remb_seq if remb is not None else None,
-                        loss=loss, sent_bps=self.sent())
+                        loss=loss, sent_bps=self.media(), rtt_sample=rtt)
         self.choices = self.alloc.update(self.t, self.est, self.demands, self.audio)
         self.log.append((self.t, {k: (c.layer, c.tid) for k, c in self.choices.items()}))
         return self.choices
@@ -71,17 +74,22 @@ class Run:
 
 class Link:
     """A toy bottleneck: loss is what exceeds capacity; the receiver's REMB behaves like an AIMD
-    (drops to 0.85 x throughput on overuse, else grows 8 %/s, clamped at 1.5 x incoming)."""
+    (drops to 0.85 x throughput on overuse, else grows 8 %/s, clamped at 1.5 x incoming).
+    ``counted_probes=False``: the receiver's estimator never sees the probe's packets (duplicates
+    that SRTP's replay check drops first), only the media share of what got through."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, counted_probes: bool = True) -> None:
         self.capacity = capacity
         self.remb: float | None = None
         self.rr_every = 1.0
         self._rr_next = 1.0
+        self.counted_probes = counted_probes
 
     def step(self, run: Run) -> tuple[int, float | None]:
         sent = run.sent()
         thr = min(sent, self.capacity)
+        if not self.counted_probes and sent:
+            thr = thr * run.media() / sent
         if self.remb is None:
             self.remb = thr
         elif sent > self.capacity * 1.02:
@@ -294,3 +302,181 @@ def test_recorded_traces_go_down_fast_and_back_up():
         for check in trace["expect"]:
             window = [t["layer"] for t in events if check["from"] <= t["t"] <= check["to"]]
             assert window and all(x in check["layers"] for x in window), (path.name, check, window)
+
+
+# -- probes, recovery, RTT (after reading bench/adaptation.py --trace) ----------------------------
+
+
+def settle_on_low(run: Run, seconds: float = 3.25):
+    """From the top layer, a REMB collapse to the low layer, then a quiet link for ``seconds`` (3.25:
+    the first probe, stable_hold after the collapse, has just begun)."""
+    for _ in range(int(5 / TICK)):
+        run.tick(remb=2_400_000, loss=0.0)
+    run.tick(remb=250_000)
+    assert run.layer() == 2
+    for _ in range(int(seconds / TICK)):
+        run.tick(loss=0.0)
+
+
+def test_a_probe_ramps_up_from_a_quarter_of_its_extra_rate():
+    run = Run()
+    settle_on_low(run)
+    assert run.alloc.probe is not None
+    p = run.alloc.probe
+    slot, first = run.alloc.probe_bps(p.started)
+    assert slot == "stage" and first == pytest.approx(p.extra_bps * 0.25, rel=0.01)
+    assert run.alloc.probe_bps(p.started + 0.75)[1] == pytest.approx(p.extra_bps * 0.625, rel=0.01)
+    assert run.alloc.probe_bps(p.started + 1.5)[1] == p.extra_bps == run.alloc.probe_bps()[1]
+    assert p.window - AllocatorConfig().probe_ramp >= 1.0  # a second at the full rate at least
+
+
+def test_a_probe_that_held_takes_its_step_though_the_layer_grew_a_little_since():
+    run = Run()
+    settle_on_low(run)
+    assert run.alloc.probe is not None and run.layer() == 2
+    # meanwhile the 640x360 layer measures 8 % above what is being probed: the probe's word holds
+    run.demands = stage([1_500_000, 540_000, 150_000])
+    reasons = []
+    for _ in range(int(AllocatorConfig().probe_window / TICK)):
+        run.tick(loss=0.0)
+        reasons.append(run.choices["stage"].reason)
+    assert run.layer() == 1 and "up: the probe held" in reasons
+    assert run.alloc.earned is None
+    # and it keeps it (within keep_margin of the estimate): no step back
+    for _ in range(int(3 / TICK)):
+        run.tick(loss=0.0)
+    assert run.layer() in (0, 1) and len(run.switches(since=6.0)) <= 2
+
+
+def test_a_late_remb_drop_after_a_failed_probe_does_not_cut_below_what_flowed_before_it():
+    # the receiver only counts the media (the probe's duplicates never reach its estimator): after
+    # overuse its REMB is 0.85 x the media it got, well below what the link carries
+    run = Run(demands=stage(temporal=3))
+    settle_on_low(run)
+    assert run.alloc.probe is not None
+    before = run.alloc.probe.target_bps - run.alloc.probe.extra_bps
+    run.tick(remb=120_000)  # overuse: the probe failed
+    assert run.alloc.probe is None and run.alloc.failed_probes == 1
+    assert run.est.bps >= before and run.layer() == 2
+    run.tick(remb=85_000)  # a second, late report of the same overshoot
+    for _ in range(int(3 / TICK)):
+        run.tick(loss=0.0)
+    assert run.est.bps >= before
+    assert (run.layer(), run.choices["stage"].tid) == (2, ALL_TIDS), run.choices  # no frame-rate cut, no pause
+
+
+def test_a_remb_that_keeps_falling_goes_to_the_fitting_layer_without_a_step_between():
+    # the link fell from 4 Mbps to 400 kbps: each REMB averages the last second, so the first ones
+    # still mix in the old rate (bench trace: 1.84M, 1.04M, 0.72M, 0.34M, 0.3 s apart)
+    run = Run(audio=40_000)
+    for _ in range(int(5 / TICK)):
+        run.tick(remb=1_840_000, loss=0.0)
+    layers = []
+    for remb in (1_036_000, 721_000):  # the second: falling still, the rate now is lower than this average
+        run.tick(remb=remb)
+        layers.append(run.layer())
+    assert layers[-1] == 2, run.est.stats()
+    for remb in (336_000, 300_000, None, None, None, None):
+        run.tick(remb=remb)
+        layers.append(run.layer())
+    assert 1 not in layers and layers[-1] == 2 and not run.choices["stage"].paused, layers
+    assert len(run.switches()) == 1
+
+
+def test_a_remb_far_below_what_we_send_is_taken_as_it_is():
+    # 300k under 1.5M: what got through is a small share, the 1 s average is the new rate already
+    run = Run()
+    for _ in range(int(5 / TICK)):
+        run.tick(remb=2_400_000, loss=0.0)
+    run.tick(remb=300_000)
+    assert run.est.bps == 300_000 and run.layer() == 2
+    # a REMB at about what we send is no collapse either: as it is
+    run = Run(initial=600_000)
+    assert run.layer() == 1
+    for _ in range(int(1 / TICK)):
+        run.tick(remb=800_000, loss=0.0)
+    run.tick(remb=700_000)
+    run.tick(remb=640_000)
+    assert run.est.bps == 640_000 and run.layer() == 1
+
+
+def test_rtt_growth_blocks_upgrades_and_fails_a_probe_without_cutting():
+    run = Run()
+    settle_on_low(run, seconds=2.0)
+    for _ in range(int(1.25 / TICK)):
+        run.tick(loss=0.0, rtt=0.030)
+    assert run.alloc.probe is not None
+    run.tick(rtt=0.180)  # a queue of 150 ms builds: the link does not carry the probe
+    assert run.alloc.probe is None and run.alloc.failed_probes == 1
+    assert run.layer() == 2 and run.est.congestion_events == 1  # the collapse only; RTT cuts nothing
+    assert run.est.stats()["queue_delay_ms"] == 150.0
+    for _ in range(int(2.5 / TICK)):
+        run.tick(loss=0.0)
+        assert run.alloc.probe is None  # not stable yet (stable_hold after the queue)
+
+
+def test_rtt_jitter_without_a_queue_changes_nothing():
+    run = Run()
+    for i in range(int(60 / TICK)):
+        run.tick(remb=2_400_000, loss=0.0, rtt=0.030 + 0.02 * (i % 3))
+    assert run.layer() == 0 and run.switches() == [] and run.est.unstable_at == float("-inf")
+
+
+def test_a_long_rtt_makes_a_probe_last_longer():
+    run = Run()
+    settle_on_low(run, seconds=2.0)
+    for _ in range(int(2 / TICK)):
+        run.tick(loss=0.0, rtt=0.6)
+    assert run.alloc.probe is not None and run.alloc.probe.window == pytest.approx(8 * 0.6)
+
+
+def test_invisible_probes_on_a_narrow_link_never_pause_video():
+    # duplicates as probes: the receiver's REMB after each failed probe counts the media only
+    run = Run(demands=stage(temporal=3), audio=40_000)
+    link = Link(4_000_000, counted_probes=False)
+    drive(run, link, 10)
+    link.capacity = 400_000
+    drive(run, link, 2)
+    steps = []
+    for _ in range(int(30 / TICK)):
+        remb, loss = link.step(run)
+        run.tick(remb=remb, loss=loss)
+        steps.append((run.layer(), run.choices["stage"].tid))
+    assert run.alloc.failed_probes >= 2
+    assert set(steps) == {(2, ALL_TIDS)}, sorted(set(steps))
+
+
+def test_when_the_link_comes_back_it_climbs_one_probed_step_at_a_time_soon():
+    run = Run(audio=40_000)
+    link = Link(4_000_000, counted_probes=False)
+    drive(run, link, 10)
+    link.capacity = 400_000
+    drive(run, link, 30)
+    assert run.layer() == 2
+    link.capacity = 4_000_000
+    back = run.t
+    drive(run, link, 20)
+    assert run.layer() == 0
+    ups = run.switches(since=back)
+    assert len(ups) == 2  # low -> mid -> high
+    assert ups[1] - ups[0] >= AllocatorConfig().recover_hold + AllocatorConfig().probe_window
+    # next probe (backoff at most 4 s after the last failure), 2 s probe, 1 s, 2 s probe
+    assert ups[1] - back <= 4.0 + 3.0 + 2.0 + 1.0 + 2.0 + 1.0
+
+
+def test_a_step_down_takes_a_spatial_layer_with_headroom():
+    # the bench's layers; sending 1.6M, the link fell to 400k: the first overuse REMB (876k) reads
+    # 0.6M after _collapse_capacity, just above the 640x360 layer: with the headroom a step needs
+    # to stay (keep_margin), the 320x180 one, at once, not the middle one and then again the low one
+    bench = [1_550_000, 530_000, 170_000]
+    run = Run(demands=stage(bench))
+    for _ in range(int(5 / TICK)):
+        run.tick(remb=1_840_000, loss=0.0)
+    run.tick(remb=876_000)
+    assert 530_000 < run.est.bps < 530_000 * 1.15 and run.layer() == 2, run.est.stats()
+    # a step down with room to spare for the middle layer takes it
+    run = Run(demands=stage(bench))
+    for _ in range(int(5 / TICK)):
+        run.tick(remb=1_840_000, loss=0.0)
+    run.tick(remb=950_000)  # reads 0.69M: 530k with 15 % to spare
+    assert run.layer() == 1, run.est.stats()
