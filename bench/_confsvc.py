@@ -62,7 +62,8 @@ class ConfsvcTarget:
         dirty = subprocess.run(["git", "-C", str(self.src), "status", "--porcelain", "confsvc/media"],
                                capture_output=True, text=True).stdout.strip()
         return {"source": str(self.src), "commit": rev, "media_tree_dirty": bool(dirty),
-                "process": "bench/_node.py: one Room, MediaConfig(ice_addresses=('127.0.0.1',))"}
+                "process": "bench/_node.py: one Room, MediaConfig(ice_addresses=('127.0.0.1',))",
+                "config_overrides": json.loads(os.environ.get("CONFSVC_MEDIA_CONFIG") or "{}")}
 
     async def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,9 @@ Requests (one JSON object a line, each with an ``rid`` echoed in its reply):
     {"rid": 5, "op": "close"}                                     -> {"rid": 5}, then exit
 
 A failed request gets ``{"rid": n, "error": "..."}``. The first line written is ``{"ready": true}``.
+
+``CONFSVC_MEDIA_CONFIG`` (a JSON object, e.g. ``{"egress_hold": 0}``) overrides MediaConfig fields,
+for A/B runs of a setting without editing the tree.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import traceback
 async def main() -> None:
     from confsvc.media import MediaConfig, Room
 
-    room = Room(MediaConfig(ice_addresses=("127.0.0.1",)))
+    overrides = json.loads(os.environ.get("CONFSVC_MEDIA_CONFIG") or "{}")
+    room = Room(MediaConfig(**{"ice_addresses": ("127.0.0.1",), **overrides}))
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=2**22)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
