@@ -197,9 +197,9 @@ class Producer:
                 s._new_epoch(self, (pkt.seq + 1) & 0xFFFF)
 
     def forward(self, pkt: Packet) -> None:
-        """The hot path: one header rewrite and one SRTP protect per slot; the protected packets
-        wait in each slot's queue until the frame is complete (marker bit), then go out in one burst
-        per subscriber (see ``flush``)."""
+        """The hot path: one header rewrite and one SRTP protect per slot into each slot's queue,
+        then the sends (see ``flush``): at once, or with an egress hold (``hold`` > 0) when the
+        frame is complete (marker bit), in one burst per subscriber."""
         seq = pkt.seq
         ts = pkt.ts
         m = pkt.m
