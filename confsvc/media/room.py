@@ -63,6 +63,7 @@ from confsvc.media.ingress import Ingress
 from confsvc.media.rtp import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, abs_send_time, ntp_time
 from confsvc.media.speakers import SpeakerDetector
 
+TICK_SLICE = 16  # participants per slice of a ticker step (the loop serves packets between slices)
 logger = logging.getLogger(__name__)
 
 hooks.check()
@@ -978,11 +979,11 @@ class Room:
                 pass
             self._wake.clear()
             try:
-                self._tick()
+                await self._tick()
             except Exception:  # noqa: BLE001 - the ticker must survive anything
                 logger.exception("room ticker step failed")
 
-    def _tick(self) -> None:
+    async def _tick(self) -> None:
         cfg = self.config
         now = time.monotonic()
         wall = time.time()
@@ -990,7 +991,14 @@ class Room:
             self._next_alloc = now + cfg.alloc_interval
             self._adapt(now)
         self._send_probes(now, wall)
-        for p in list(self.participants.values()):
+        for i, p in enumerate(list(self.participants.values())):
+            if i % TICK_SLICE == TICK_SLICE - 1:
+                # a tick over many participants takes milliseconds: let media packets in between
+                await asyncio.sleep(0)
+                now = time.monotonic()
+                wall = time.time()
+            if p.closed:
+                continue
             if p._refresh_sinks():
                 self._retarget(p)
             for producer in p.producers:

@@ -1,9 +1,12 @@
 """Room slot assignment (stage, grid, audio) on stand-in participants: no peer connections."""
 
+import asyncio
+
 from media_helpers import Capture
 
 from confsvc.media import MediaConfig, Room
 from confsvc.media.forwarder import Producer, Slot
+from confsvc.media.room import TICK_SLICE
 
 
 def join(room: Room, pid: str, *, video_layers: int = 1, audio: bool = True, grid: int = 0):
@@ -123,5 +126,24 @@ async def test_bad_calls_are_refused_with_a_clear_error():
             room.set_grid("a", ["a"])
         with pytest.raises(MediaError, match="not valid SDP|no audio or video"):
             await room.participants["a"].publish("v=0\r\n")
+    finally:
+        await room.close()
+
+
+async def test_a_ticker_step_over_many_participants_lets_the_loop_serve_packets_in_between():
+    room = Room(MediaConfig(tick=3600))
+    try:
+        for i in range(3 * TICK_SLICE):
+            join(room, f"c{i}")
+        for _ in range(50):  # any step the joins poked has finished
+            await asyncio.sleep(0)
+        order: list[str] = []
+        for p in room.participants.values():
+            p._refresh_sinks = lambda pid=p.id: order.append(pid) or False
+        asyncio.get_running_loop().call_soon(order.append, "packet")
+        await room._tick()
+        served = [x for x in order if x != "packet"]
+        assert served == list(room.participants)  # each participant once, in order
+        assert 0 < order.index("packet") < len(order) - 1  # the loop ran between two slices
     finally:
         await room.close()
