@@ -46,6 +46,8 @@ from confsvc.signaling.state import DROPPED, LEFT, REMOVED, RoomState
 log = logging.getLogger(__name__)
 
 QUALITY_PERIOD_S = 10.0
+# messages that never change what the room keeps across a restart (the frequent ones: no saver wake-up)
+_NO_ROOM_CHANGE = frozenset({"ping", "quality", "publish", "subscribe", "subscribe_answer", "grid_page"})
 GRID_PAGE_SIZE = 9
 
 
@@ -468,7 +470,8 @@ class Session:
             if msg.schema.who == "site" and self.is_chair and msg.type != "raise_hand":
                 raise ProtocolError("forbidden", f"{msg.type}: a site's message, not the chair's", ref=msg.type)
             await getattr(self, "on_" + msg.type)(msg)
-            self.room.changed()
+            if msg.type not in _NO_ROOM_CHANGE:
+                self.room.changed()
         except ProtocolError as exc:
             self.error(exc)
         except MediaError as exc:

@@ -79,3 +79,14 @@ def test_an_ended_briefing_has_no_floor():
     ended = RoomState("occ1", "Giao ban", "YB", SITES, phase="ended")
     ended.restore(st.durable())
     assert ended.floor is None
+
+
+def test_the_messages_that_skip_the_saver_are_real_types_that_keep_nothing():
+    """A message left out of saving must exist, and must not touch what durable() keeps."""
+    from confsvc.signaling.hub import _NO_ROOM_CHANGE
+    from confsvc.signaling.protocol import CLIENT_TYPES
+
+    assert _NO_ROOM_CHANGE <= set(CLIENT_TYPES)
+    assert not _NO_ROOM_CHANGE & {"give_floor", "take_floor", "lock", "open_mics", "remove", "rollcall_start",
+                                  "rollcall_end", "rollcall_answer", "raise_hand", "lower_hand", "low_data",
+                                  "pin_quality", "end", "start", "leave"}
