@@ -25,6 +25,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcrtpsender import RTCRtpSender
 
 from bench._media import AUDIO_CLOCK, AUDIO_PTIME_MS, FPS, VIDEO_CLOCK, encode_vp8_loop
+from bench._publisher import _abs_send_time, _ext_block, wait_connected
 
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 VERSION = 1
@@ -103,18 +104,6 @@ def _build(params: dict) -> LayeredMedia:
     return LayeredMedia(layers=out, audio=audio[: params["seconds"] * 1000 // AUDIO_PTIME_MS], params=params)
 
 
-def _ext_block(elements: list[tuple[int, bytes]]) -> bytes:
-    body = b"".join(bytes([(i << 4) | (len(v) - 1)]) + v for i, v in elements if i)
-    if not body:
-        return b""
-    body += b"\x00" * (-len(body) % 4)
-    return struct.pack("!HH", 0xBEDE, len(body) // 4) + body
-
-
-def _abs_send_time() -> bytes:
-    return (int(time.time() * (1 << 18)) & 0xFFFFFF).to_bytes(3, "big")
-
-
 class LayeredPublisher:
     """One aiortc peer connection (audio + one video m-line per layer) for ICE/DTLS/SRTP; RTP is
     written here from the cached loop, each layer paced at 2.5 x its rate like libwebrtc's pacer."""
@@ -167,11 +156,7 @@ class LayeredPublisher:
                 self._out.append(d)
 
     async def wait_connected(self, within: float = 20) -> None:
-        deadline = time.monotonic() + within
-        while self.pc.connectionState != "connected":
-            if self.pc.connectionState in ("failed", "closed") or time.monotonic() > deadline:
-                raise RuntimeError(f"publisher connection {self.pc.connectionState}")
-            await asyncio.sleep(0.02)
+        await wait_connected(self.pc, within)
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())

@@ -60,6 +60,15 @@ def _ext_block(elements: list[tuple[int, bytes]]) -> bytes:
     return struct.pack("!HH", 0xBEDE, len(body) // 4) + body
 
 
+async def wait_connected(pc: RTCPeerConnection, within: float = 20) -> None:
+    """Until the publisher's connection is up; RuntimeError when it fails or takes longer."""
+    deadline = time.monotonic() + within
+    while pc.connectionState != "connected":
+        if pc.connectionState in ("failed", "closed") or time.monotonic() > deadline:
+            raise RuntimeError(f"publisher connection {pc.connectionState}")
+        await asyncio.sleep(0.02)
+
+
 class Publisher:
     def __init__(self, media: Media, clocks: dict[str, FanoutClock], pace_bps: float = 0) -> None:
         self.media = media
@@ -94,11 +103,7 @@ class Publisher:
                 "ast_id": exts.get(AST_URI, 0),
                 "level_id": exts.get(LEVEL_URI, 0),
             }
-        deadline = time.monotonic() + wait
-        while self.pc.connectionState != "connected":
-            if self.pc.connectionState in ("failed", "closed") or time.monotonic() > deadline:
-                raise RuntimeError(f"publisher connection {self.pc.connectionState}")
-            await asyncio.sleep(0.02)
+        await wait_connected(self.pc, wait)
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())

@@ -4,6 +4,7 @@ the node's aiortc encoders/decoders patched to raise."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import pathlib
 import sys
@@ -67,15 +68,13 @@ class PeerProcess:
             await asyncio.sleep(0.2)
 
 
-@pytest.fixture
-async def peers() -> AsyncIterator[PeerProcess]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(PEERS), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        limit=1 << 22,
-    )
-    pp = PeerProcess(proc)
+@contextlib.asynccontextmanager
+async def _peer_process(*cmd: str, env: dict[str, str] | None = None) -> AsyncIterator[PeerProcess]:
+    """peers.py in a process of its own (``cmd`` runs it), told to quit at the end, killed if it won't."""
+    proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdin=asyncio.subprocess.PIPE,
+                                                stdout=asyncio.subprocess.PIPE, limit=1 << 22)
     try:
-        yield pp
+        yield PeerProcess(proc)
     finally:
         try:
             assert proc.stdin is not None
@@ -85,6 +84,18 @@ async def peers() -> AsyncIterator[PeerProcess]:
         except Exception:  # noqa: BLE001 - includes TimeoutError
             proc.kill()
             await proc.wait()
+
+
+@pytest.fixture
+def spawn_peers() -> Callable[..., Any]:
+    """``async with spawn_peers(*cmd, env=...) as pp``: another peers.py process, e.g. in a network namespace."""
+    return _peer_process
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[PeerProcess]:
+    async with _peer_process(sys.executable, str(PEERS)) as pp:
+        yield pp
 
 
 class TranscodeCalls(list):

@@ -43,23 +43,10 @@ async def link():
 
 
 @pytest.fixture
-async def shaped_peers(link, peers):
+async def shaped_peers(link, spawn_peers):
     env = dict(os.environ, CONFSVC_PEER_ADDRS=link.sub_addr)
-    proc = await asyncio.create_subprocess_exec(*link.peer_command(sys.executable, str(PEERS)), env=env,
-                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                                                limit=1 << 22)
-    pp = type(peers)(proc)  # conftest's PeerProcess (JSON lines to peers.py)
-    try:
+    async with spawn_peers(*link.peer_command(sys.executable, str(PEERS)), env=env) as pp:
         yield pp
-    finally:
-        try:
-            assert proc.stdin is not None
-            proc.stdin.write(b'{"op": "quit"}\n')
-            await proc.stdin.drain()
-            await asyncio.wait_for(proc.wait(), 15)
-        except Exception:  # noqa: BLE001
-            proc.kill()
-            await proc.wait()
 
 
 async def until(pred, within: float = 20.0, what=lambda: ""):
