@@ -177,6 +177,8 @@ async def run(target, n: int, seconds: float, warmup: float, concurrency: int, p
             try:
                 own = await target.stats()
                 out["sfu_own_counters"] = own.get("counters", own) if isinstance(own, dict) else own
+                if isinstance(own, dict) and "fanout" in own:
+                    out["sfu_fanout"] = own["fanout"]  # "c" (the compiled loop) or "python"
             except Exception as e:
                 out["sfu_own_counters"] = {"error": str(e)}
         await asyncio.sleep(0.5)  # let the last packets of the window arrive before reading delays

@@ -12,7 +12,7 @@ Requests (one JSON object a line, each with an ``rid`` echoed in its reply):
 
 A failed request gets ``{"rid": n, "error": "..."}``. The first line written is ``{"ready": true}``.
 
-``CONFSVC_MEDIA_CONFIG`` (a JSON object, e.g. ``{"egress_hold": 0}``) overrides MediaConfig fields,
+``CONFSVC_MEDIA_CONFIG`` (a JSON object, e.g. ``{"connect_udp": false}``) overrides MediaConfig fields,
 for A/B runs of a setting without editing the tree.
 """
 

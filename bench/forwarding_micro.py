@@ -2,19 +2,19 @@
 
 One video Producer fans out to N slots, each bound to its own SRTP session and UDP socket.
 Packets enter through Ingress.handle (the same entry as the transport tap), so the figure covers
-parse, cache, header rewrite, SRTP protect, egress queueing and sendto.
+parse, cache, header rewrite, SRTP protect and send (the C fan-out when built, else Python;
+``--python`` forces the Python loop for an A/B of the two).
 
 Two modes:
 - default: as fast as possible, to a 127.0.0.1 socket that never reads (pure send-path cost);
 - ``--readers K``: N receiving sockets read by K other processes (asyncio, like light
   subscribers), packets paced like a 1 Mbps 30 fps publisher (frames of --ppf packets, --gap
-  seconds apart). Here the kernel's wake-up of the receiver is part of each send, and egress
-  bursts (``--hold``) show what they save.
+  seconds apart). Here the kernel's wake-up of the receiver is part of each send.
 
 It prints one JSON object; with --profile it also writes a cProfile table to stderr.
 
     python bench/forwarding_micro.py --n 50 --packets 4000
-    python bench/forwarding_micro.py --n 50 --packets 600 --readers 4 --hold 0.015
+    python bench/forwarding_micro.py --n 50 --packets 600 --readers 4 --python
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pylibsrtp import Policy, Session  # noqa: E402
 
+from confsvc.media import forwarder  # noqa: E402
 from confsvc.media.counters import Counters  # noqa: E402
 from confsvc.media.forwarder import Producer, Slot  # noqa: E402
-from confsvc.media.hooks import fast_protect  # noqa: E402
+from confsvc.media.hooks import Sink, fast_protect  # noqa: E402
 from confsvc.media.ingress import Ingress  # noqa: E402
 
 PROFILES = {  # name: (libsrtp profile, key+salt length)
@@ -49,21 +50,15 @@ SRTP = "cm"
 CONNECT = False
 
 
-class FakeSink:
-    def __init__(self, sock: socket.socket, addr: tuple[str, int]) -> None:
-        profile, keylen = PROFILES[SRTP]
-        policy = Policy(key=os.urandom(keylen), ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile)
-        policy.allow_repeat_tx = True  # as aiortc sets it
-        policy.window_size = 1024
-        self.session = Session(policy)
-        self.protect = fast_protect(self.session)
-        self.protect_rtcp = self.session.protect_rtcp
-        if CONNECT:
-            sock.connect(addr)
-            self.send = sock.send
-        else:
-            sendto = sock.sendto
-            self.send = lambda data: sendto(data, addr)
+def make_sink(sock: socket.socket, addr: tuple[str, int]) -> Sink:
+    """A hooks.Sink on ``sock`` with an SRTP session like aiortc's (profile as --srtp)."""
+    profile, keylen = PROFILES[SRTP]
+    policy = Policy(key=os.urandom(keylen), ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile)
+    policy.allow_repeat_tx = True  # as aiortc sets it
+    policy.window_size = 1024
+    if CONNECT:
+        sock.connect(addr)
+    return Sink.udp(Session(policy), sock, addr, CONNECT)
 
 
 def vp8_packets(count: int, payload_size: int, pkts_per_frame: int = 4) -> list[bytes]:
@@ -104,12 +99,12 @@ def _reader(count: int, ports: mp.Queue, stop: mp.Event) -> None:
     asyncio.run(main())
 
 
-def run(n: int, packets: int, payload: int, profile: bool, readers: int = 0, hold: float = 0.0,
+def run(n: int, packets: int, payload: int, profile: bool, readers: int = 0,
         ppf: int = 4, gap: float = 0.0038) -> dict:
     counters = Counters()
     ing = Ingress(counters)
     ing.mid_id, ing.abs_id = 1, 3
-    prod = Producer(None, "video", "0", 90000, counters=counters, hold=hold)
+    prod = Producer(None, "video", "0", 90000, counters=counters)
     ing.add_producer(prod, 96, 97, 0x1234, 0x5678)
     sink_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink_sock.bind(("127.0.0.1", 0))
@@ -132,7 +127,7 @@ def run(n: int, packets: int, payload: int, profile: bool, readers: int = 0, hol
         s.setblocking(False)
         socks.append(s)
         slot = Slot(None, "stage", "video", "0", 0x10000 + i, 97, 90000, counters=counters)
-        slot.bind(FakeSink(s, tuple(addrs[i])))
+        slot.bind(make_sink(s, tuple(addrs[i])))
         slot.target = prod
         prod.slots.append(slot)
         slot.producer = prod
@@ -160,11 +155,9 @@ def run(n: int, packets: int, payload: int, profile: bool, readers: int = 0, hol
             t0 = time.perf_counter()
             ing.handle(d)
             spent.append(time.perf_counter() - t0)
-        prod.flush()
     else:
         for d in data:
             ing.handle(d)
-        prod.flush()
     if prof:
         prof.disable()
     cpu = time.process_time() - c0
@@ -173,7 +166,7 @@ def run(n: int, packets: int, payload: int, profile: bool, readers: int = 0, hol
 
     # the parts, measured alone on the same packet size
     sample = data[5]
-    sess = FakeSink(socks[0], addr).session
+    sess = make_sink(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), addr).session
     k = 20000
     t0 = time.process_time()
     fp = fast_protect(sess)
@@ -203,7 +196,7 @@ def run(n: int, packets: int, payload: int, profile: bool, readers: int = 0, hol
         "python_overhead_us": round(cpu / forwarded * 1e6 - srtp_us - send_us, 3),
         "readers": readers,
         "paced": bool(readers),
-        "egress_hold_s": hold,
+        "c_fanout": forwarder._c_fanout is not None,
         "handle_ms": _spread_ms(spent),
         "connected_sockets": CONNECT,
         "packets_per_frame": ppf,
@@ -238,15 +231,16 @@ def main() -> None:
     ap.add_argument("--srtp", choices=sorted(PROFILES), default="cm")
     ap.add_argument("--connect", action="store_true", help="connect() each socket (MediaConfig.connect_udp)")
     ap.add_argument("--readers", type=int, default=0, help="reader processes (0: a socket that never reads)")
-    ap.add_argument("--hold", type=float, default=0.0, help="egress hold (s), as MediaConfig.egress_hold")
+    ap.add_argument("--python", action="store_true", help="the Python fan-out loop, not the C one")
     ap.add_argument("--ppf", type=int, default=4, help="packets per frame")
     ap.add_argument("--gap", type=float, default=0.0038, help="publisher pacing between packets (s)")
     args = ap.parse_args()
     global SRTP, CONNECT
     SRTP = args.srtp
     CONNECT = args.connect
-    print(json.dumps(run(args.n, args.packets, args.payload, args.profile, args.readers, args.hold,
-                         args.ppf, args.gap)))
+    if args.python:
+        forwarder._c_fanout = None
+    print(json.dumps(run(args.n, args.packets, args.payload, args.profile, args.readers, args.ppf, args.gap)))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,13 @@ ensure_venv() {  # ensure_venv EXTRAS (e.g. "" or "[test]")
     "$PY" -m venv "$VENV"
   fi
   local stamp="$VENV/.confsvc-installed$1"
-  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+  # reinstall when the dependencies or the compiled fan-out (setup.py, confsvc/media/_fanout.c) changed
+  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/setup.py" -nt "$stamp" ] \
+      || [ "$ROOT/confsvc/media/_fanout.c" -nt "$stamp" ] \
+      || ! compgen -G "$ROOT/confsvc/media/_fanout*.so" >/dev/null; then
+    # the media plane's fan-out is compiled (setup.py); without a C compiler it runs in Python
+    command -v cc >/dev/null || apt_install gcc libc6-dev \
+      || say "no C compiler: the media plane's fan-out will run in Python (slower, same output)"
     say "installing confsvc$1 and its dependencies"
     local log="$VENV/pip-install.log"
     if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e "$ROOT$1"; } >"$log" 2>&1; then

@@ -53,8 +53,7 @@ slots (layer, temporal cap, pause; spatial switches at the target's keyframe). N
     room.metrics()                     # [(name, labels, value)]: Prometheus-friendly gauges/counters
     room.add_participant(pid, ice_addresses=("10.0.0.1",))   # its own host candidates (tests)
     room.fanout_samples                # with MediaConfig(measure_fanout=True): seconds spent on each
-                                       #   ingress packet (parse..send of any burst it completes); the
-                                       #   MediaConfig.egress_hold wait (0 by default) is not included
+                                       #   ingress packet (parse to its last send)
 
     await room.remove_participant("commune-7")   # frees its producers and slots
     await room.close()                            # no task, transport or timer left behind

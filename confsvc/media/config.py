@@ -29,12 +29,6 @@ class MediaConfig:
     # packet cache: recent packets kept for NACK (power of two) and the bound of the keyframe run
     nack_cache: int = 1024
     keyframe_cache: int = 800
-    # egress bursts: a video packet waits at most this long for the rest of its frame, so each
-    # subscriber gets a frame's packets back to back (one receiver wake-up per burst). 0: no wait.
-    # Off by default: a paced publisher spreads a frame over several ms, so holding its first
-    # packets for the marker adds that spread to their fan-out delay (bench/forwarding.py, N=182:
-    # video p50 ~8-10 ms held vs ~4-6 ms not, p99 not better) and saves no CPU measurably there.
-    egress_hold: float = 0.0
     # connect() each subscriber's UDP socket to its nominated peer address (saves a route lookup
     # per packet; see hooks.Sink)
     connect_udp: bool = True
@@ -60,7 +54,7 @@ class MediaConfig:
     probe_backoff: float = 3.0
     probe_backoff_max: float = 4.0
     # record the time spent on each ingress packet, sends included (bench only; two clock reads per
-    # ingress packet; a packet held by egress_hold is counted in the packet that releases it)
+    # ingress packet)
     measure_fanout: bool = False
     fanout_samples: int = 20000
 

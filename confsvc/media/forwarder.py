@@ -18,7 +18,7 @@ Hooks for issue 4 (layers, temporal caps, allocator): ``Producer.layer`` / ``wid
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import random
 import struct
 import time
@@ -26,10 +26,33 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from confsvc.media import hooks
 from confsvc.media.cache import PacketCache
 from confsvc.media.counters import Counters
 from confsvc.media.keyframes import KeyframeThrottle
 from confsvc.media.rtp import Vp8Info, pad4, seq_newer, vp8_rewrite
+
+if hooks._fanout is not None:
+    # the compiled fan-out (confsvc/media/_fanout.c): Slot's hot fields are C members of Egress
+    _Egress: type = hooks._fanout.Egress
+    _c_fanout: Callable[..., tuple[int, int, list[Any] | None]] | None = hooks._fanout.fanout
+else:  # pragma: no cover - only where the extension could not be built
+    logging.getLogger(__name__).warning(
+        "confsvc.media: the compiled fan-out (confsvc/media/_fanout.c) is not built; forwarding "
+        "runs in Python (same output, about 1.5x the CPU per packet). pip install -e . builds it.")
+
+    class _Egress:  # the same attributes as plain ones; every packet takes the Python loop
+        egress_bound = False
+
+        def egress_bind(self, *args: Any) -> None:
+            pass
+
+        def egress_unbind(self) -> None:
+            pass
+
+    _c_fanout = None
+
+C_FANOUT = _c_fanout is not None
 
 # extension ids of the node's own offers (aiortc's HEADER_EXTENSIONS; checked in room.py)
 MID_ID = 1
@@ -79,7 +102,6 @@ class Producer:
         keyframe_cache: int = 800,
         pli_interval: float = 0.5,
         layer: int = 0,
-        hold: float = 0.0,
     ) -> None:
         self.owner = owner  # the publishing Participant (or a test stand-in)
         self.kind = kind
@@ -95,11 +117,6 @@ class Producer:
         self.slots: list[Slot] = []  # slots carrying this producer
         self.waiting: list[Slot] = []  # slots switching to this producer at its next keyframe
         self.keyframes = KeyframeThrottle(pli_interval)
-        # egress bursts: video packets wait (at most `hold` seconds) for the end of their frame
-        self.hold = hold if kind == "video" else 0.0
-        self.held = 0
-        self.held_since = 0.0
-        self._timer: asyncio.TimerHandle | None = None
         self.request_keyframe_upstream: Callable[[Producer], None] = lambda p: None
         # highest in-order packet (the base of every slot's continuation)
         self.started = False
@@ -197,9 +214,24 @@ class Producer:
                 s._new_epoch(self, (pkt.seq + 1) & 0xFFFF)
 
     def forward(self, pkt: Packet) -> None:
-        """The hot path: one header rewrite and one SRTP protect per slot into each slot's queue,
-        then the sends (see ``flush``): at once, or with an egress hold (``hold`` > 0) when the
-        frame is complete (marker bit), in one burst per subscriber."""
+        """The hot path: per slot one header rewrite, one SRTP protect and one send. The common
+        case runs in C (``_fanout.fanout``: every slot bound to a UDP socket, no VP8 rewrite, within
+        its temporal cap); the slots it hands back, late packets, and everything where the
+        extension is not built take the Python loop below, which writes the same bytes."""
+        slots = self.slots
+        if not slots:
+            return
+        sent = errors = 0
+        if _c_fanout is not None and not pkt.late:
+            sent, errors, rest = _c_fanout(slots, pkt.m, pkt.seq, pkt.ts, pkt.tid, pkt.tail, pkt.size)
+            if rest is None:
+                c = self.counters
+                c.rtp_out += sent
+                c.rtp_out_bytes += sent * pkt.size
+                if errors:
+                    c.send_errors += errors
+                return
+            slots = rest
         seq = pkt.seq
         ts = pkt.ts
         m = pkt.m
@@ -207,9 +239,7 @@ class Producer:
         size = pkt.size
         late = pkt.late
         tid = pkt.tid
-        errors = 0
-        queued = 0
-        for s in self.slots:
+        for s in slots:
             if late or tid > s.max_tid or s.rewrite:
                 if not s.special(pkt):
                     continue
@@ -218,65 +248,23 @@ class Producer:
                 data = s.hdr_pack(0x90, s.pt | m, (seq + s.seq_off) & 0xFFFF, (ts + s.ts_off) & 0xFFFFFFFF,
                                   s.ssrc, s.prefix) + tail
             try:
-                s.queue.append(s.protect(data))
+                data = s.protect(data)
             except Exception:  # noqa: BLE001 - a closed sink never stops the others
                 errors += 1
                 continue
             s.packets += 1
             s.octets += size
-            queued += 1
+            sent += 1
+            try:
+                s.send(data)
+            except Exception:  # noqa: BLE001 - a full socket buffer never stops the others
+                errors += 1
         c = self.counters
-        c.rtp_out += queued
-        c.rtp_out_bytes += queued * size
+        c.rtp_out += sent
+        c.rtp_out_bytes += sent * size
         c.send_errors += errors
-        if not queued:
-            return
-        if m or self.hold <= 0.0 or late:
-            self.flush()
-            return
-        if self.held == 0:
-            self.held_since = pkt.arrival
-            if self._timer is None:
-                try:
-                    self._timer = asyncio.get_running_loop().call_later(self.hold, self._timer_flush)
-                except RuntimeError:  # no loop (unit tests): the marker or the age check flushes
-                    pass
-        self.held += 1
-        if self.held >= 32 or pkt.arrival - self.held_since >= self.hold:
-            self.flush()
-
-    def flush(self) -> None:
-        """Send every slot's queued packets, back to back per subscriber socket: the receiver is
-        woken once per burst, not once per packet (the kernel's loopback/wake-up cost dominates)."""
-        self.held = 0
-        timer = self._timer
-        if timer is not None:
-            self._timer = None
-            timer.cancel()
-        errors = 0
-        for s in self.slots:
-            q = s.queue
-            if q:
-                send = s.send
-                for d in q:
-                    try:
-                        send(d)
-                    except Exception:  # noqa: BLE001 - a full socket buffer never stops the others
-                        errors += 1
-                q.clear()
-        if errors:
-            self.counters.send_errors += errors
-
-    def _timer_flush(self) -> None:
-        self._timer = None
-        self.flush()
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        for s in list(self.slots):
-            s.queue.clear()
         self.slots.clear()
         self.waiting.clear()
         self.cache.clear()
@@ -347,8 +335,12 @@ class Producer:
         }
 
 
-class Slot:
-    """One outgoing track to one subscriber; retargetable without renegotiation."""
+class Slot(_Egress):
+    """One outgoing track to one subscriber; retargetable without renegotiation.
+
+    Its base, ``_fanout.Egress``, holds the fields the C fan-out reads (seq_off, ts_off, ssrc, pt,
+    max_tid, rewrite, packets, octets, prefix) and the slot's own dup of its subscriber's socket
+    while bound (see :meth:`bind`)."""
 
     def __init__(
         self,
@@ -399,7 +391,6 @@ class Slot:
         self.last_tl0 = 0
         self.last_arrival = 0.0
         self.last_built = b""
-        self.queue: list[bytes] = []  # protected packets waiting for the producer's flush
         self.epochs: deque[tuple[Producer, int, int, int, int, int, int]] = deque(maxlen=_MAX_EPOCHS)
         # counters for sender reports and stats
         self.packets = 0
@@ -432,13 +423,21 @@ class Slot:
     def bind(self, sink: Any) -> None:
         """Start writing to a connected subscriber transport (a hooks.Sink) or stop (None)."""
         if sink is None:
-            self.queue.clear()
+            self.egress_unbind()
             self.live = False
             self.protect, self.send = _closed, _closed
             if self.producer is not None and self in self.producer.slots:
                 self.producer.slots.remove(self)
             return
         self.protect, self.send = sink.protect, sink.send
+        sock = getattr(sink, "sock", None)
+        if C_FANOUT and sock is not None:
+            try:
+                self.egress_bind(sock.fileno(), sink.addr, *hooks.srtp_pointers(sink.session), sink.session)
+            except (OSError, ValueError):  # a closed socket or odd address: the Python path sends
+                self.egress_unbind()
+        else:
+            self.egress_unbind()  # TURN relay (or no extension): the Python path sends
         if not self.live:
             self.live = True
             # a video receiver must start at a keyframe: (re)start through retarget
@@ -510,7 +509,6 @@ class Slot:
         self.pending = None
 
     def _snapshot(self, old: Producer) -> None:
-        self._send_queue()
         self.last_seq = (old.max_seq + self.seq_off) & 0xFFFF
         self.last_ts = (old.max_ts + self.ts_off) & 0xFFFFFFFF
         self.last_pid = (old.max_pid + self.pid_off) & 0x7FFF
@@ -552,16 +550,6 @@ class Slot:
             producer.slots.append(self)
         if self.on_change is not None:
             self.on_change(self)
-
-    def _send_queue(self) -> None:
-        q = self.queue
-        if q:
-            for d in q:
-                try:
-                    self.send(d)
-                except Exception:  # noqa: BLE001
-                    self.counters.send_errors += 1
-            q.clear()
 
     def _new_epoch(self, producer: Producer, in_seq: int) -> None:
         self.epochs.append((producer, in_seq, (in_seq + self.seq_off) & 0xFFFF,

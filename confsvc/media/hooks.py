@@ -16,6 +16,8 @@ The hooks:
   sender RTP/RTCP tasks with wrong sender reports).
 - ``Sink``: SRTP-protect with the transport's session and write straight to the nominated ICE
   pair's socket, bypassing the asyncio/ICE send layers.
+- ``srtp_pointers``: the libsrtp context of a pylibsrtp Session and the address of the
+  ``srtp_protect`` it was built with, for the C fan-out (``confsvc/media/_fanout.c``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
+try:  # the compiled fan-out (setup.py); optional: forwarder.py falls back to Python without it
+    from confsvc.media import _fanout
+except ImportError:  # pragma: no cover - depends on the build
+    _fanout = None  # type: ignore[assignment]
+
 PINNED = "1.16."
+# what confsvc/media/_fanout.c calls: libsrtp 2's srtp_protect(ctx, rtp, &len), in place
+SRTP_PROTECT_TYPE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
 
 
 class HookError(RuntimeError):
@@ -116,6 +125,12 @@ def problems() -> list[str]:
     session_init = _src(pylibsrtp.Session.__init__)
     if "self._srtp = " not in session_init or not hasattr(_srtp_lib, "srtp_protect"):
         out.append("pylibsrtp.Session no longer keeps its srtp_t in _srtp")
+    else:
+        protect_type = _srtp_ffi.typeof(_srtp_ffi.addressof(_srtp_lib, "srtp_protect")).cname
+        if protect_type != SRTP_PROTECT_TYPE:
+            out.append(f"libsrtp's srtp_protect is now {protect_type!r}, not {SRTP_PROTECT_TYPE!r}")
+    if _fanout is not None and pylibsrtp.SRTP_MAX_TRAILER_LEN > _fanout.TRAILER_ROOM:
+        out.append(f"libsrtp's trailer ({pylibsrtp.SRTP_MAX_TRAILER_LEN} bytes) exceeds the C fan-out's room")
     if "self._protocols" not in conn_init:
         out.append("aioice Connection has no _protocols")
     if "self.max_size" not in _src(asyncio.selector_events._SelectorDatagramTransport._read_ready):
@@ -267,6 +282,14 @@ def fast_protect(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
     return protect_rtp
 
 
+def srtp_pointers(session: pylibsrtp.Session) -> tuple[int, int]:
+    """(address of the session's srtp_t, address of the srtp_protect that made it) for the C
+    fan-out. The caller keeps ``session`` alive as long as it uses them."""
+    ctx = int(_srtp_ffi.cast("uintptr_t", session._srtp[0]))
+    protect = int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_lib, "srtp_protect")))
+    return ctx, protect
+
+
 class Sink:
     """Where a transport's outgoing packets go: its SRTP session and the nominated pair's socket.
 
@@ -275,17 +298,31 @@ class Sink:
     socket; with ``connect=True`` the socket is first connect()ed to the nominated remote address
     (the kernel then skips a route lookup per packet; after nomination the peer only ever talks
     from that address, and aioice's own sends keep working). For a TURN-relayed pair it goes
-    through aioice's TurnTransport. ``None`` from :meth:`of` means not (or no longer) connected."""
+    through aioice's TurnTransport. ``None`` from :meth:`of` means not (or no longer) connected.
 
-    __slots__ = ("protect", "protect_rtcp", "send", "route", "session", "connected")
+    ``sock`` and ``addr`` say the same for the C fan-out: the UDP socket (None for a TURN relay)
+    and the destination (None when the socket is connected to it)."""
 
-    def __init__(self, session: Any, send: Callable[[bytes], Any], route: tuple[Any, ...], connected: bool) -> None:
+    __slots__ = ("protect", "protect_rtcp", "send", "route", "session", "connected", "sock", "addr")
+
+    def __init__(self, session: Any, send: Callable[[bytes], Any], route: tuple[Any, ...], connected: bool,
+                 sock: Any = None, addr: tuple[Any, ...] | None = None) -> None:
         self.session = session
         self.protect = fast_protect(session)
         self.protect_rtcp = session.protect_rtcp
         self.send = send
         self.route = route
         self.connected = connected
+        self.sock = sock
+        self.addr = addr
+
+    @classmethod
+    def udp(cls, session: Any, sock: Any, addr: tuple[Any, ...], connected: bool) -> Sink:
+        """A sink writing to UDP socket ``sock``: connected to ``addr`` already, or sending to it."""
+        if connected:
+            return cls(session, sock.send, (session, sock, addr), True, sock, None)
+        sendto = sock.sendto
+        return cls(session, lambda data: sendto(data, addr), (session, sock, addr), False, sock, addr)
 
     @classmethod
     def of(cls, dtls: RTCDtlsTransport, connect: bool = False, previous: Sink | None = None) -> Sink | None:
@@ -313,11 +350,14 @@ class Sink:
                     peer = None
                 if peer != addr:
                     sock.connect(addr)
-                return cls(dtls._tx_srtp, sock.send, route, True)
+                sink = cls.udp(dtls._tx_srtp, sock, addr, True)
+                sink.route = route
+                return sink
             except OSError:
                 pass
-        sendto = sock.sendto
-        return cls(dtls._tx_srtp, lambda data: sendto(data, addr), route, False)
+        sink = cls.udp(dtls._tx_srtp, sock, addr, False)
+        sink.route = route
+        return sink
 
     def send_rtcp(self, data: bytes) -> bool:
         try:

@@ -58,7 +58,7 @@ from confsvc.media.allocator import (
 )
 from confsvc.media.config import MediaConfig
 from confsvc.media.counters import Counters
-from confsvc.media.forwarder import ABS_SEND_TIME_ID, AUDIO_LEVEL_ID, MID_ID, Producer, Slot
+from confsvc.media.forwarder import ABS_SEND_TIME_ID, AUDIO_LEVEL_ID, C_FANOUT, MID_ID, Producer, Slot
 from confsvc.media.ingress import Ingress
 from confsvc.media.rtp import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, abs_send_time, ntp_time
 from confsvc.media.speakers import SpeakerDetector
@@ -273,7 +273,7 @@ class Participant:
             layer = sum(1 for p in self.producers if p.kind == om.kind)
             producer = Producer(self, om.kind, om.rtp.muxId, codec.clockRate, counters=room.counters,
                                 cache_size=cfg.nack_cache, keyframe_cache=cfg.keyframe_cache,
-                                pli_interval=cfg.pli_interval, layer=layer, hold=cfg.egress_hold)
+                                pli_interval=cfg.pli_interval, layer=layer)
             producer.request_keyframe_upstream = self._request_keyframe
             ing.add_producer(producer, codec.payloadType, rtx_pt, ssrc, rtx_ssrc)
             self.producers.append(producer)
@@ -1110,6 +1110,7 @@ class Room:
     def stats(self) -> dict[str, Any]:
         return {
             "counters": self.counters.as_dict(),
+            "fanout": "c" if C_FANOUT else "python",
             "stage": self.stage,
             "dominant_speaker": self.speakers.dominant,
             "audible": list(self.speakers.audible),

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import struct
+
+from pylibsrtp import Error as SrtpError
+from pylibsrtp import Policy, Session
 
 from confsvc.media.rtp import parse_extensions, parse_header, parse_vp8
 
@@ -62,6 +67,72 @@ class Capture:
             raise BlockingIOError("socket buffer full")
         self.sent.append(data)
         return len(data)
+
+
+class UdpCapture(Capture):
+    """A capturing sink the C fan-out writes to: a real SRTP session and a connected UDP socket
+    (``sock``, as hooks.Sink has), read back and unprotected on ``sent``. What the Python path
+    sends (replays, retransmissions, the slots the C loop hands back) goes through ``send`` as
+    with Capture, to the same socket marked with a leading b"P", so ``sent`` keeps the one order
+    in which the receiver got both."""
+
+    opened: list[UdpCapture] = []
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__(fail)
+        key = os.urandom(30)
+        out_policy = Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND,
+                            srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80)
+        out_policy.allow_repeat_tx = True
+        self.session = Session(out_policy)
+        self._inbound = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_INBOUND,
+                                       srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80))
+        self.rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.rx.bind(("127.0.0.1", 0))
+        self.rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        self.rx.setblocking(False)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.connect(self.rx.getsockname())
+        self.sock.setblocking(False)
+        self.addr = None  # connected
+        if fail:
+            self.sock.shutdown(socket.SHUT_WR)  # every send fails (EPIPE), C and Python alike
+        self._got: list[bytes] = []
+        self.c_packets = 0  # how many came through the C path (SRTP-protected)
+        UdpCapture.opened.append(self)
+
+    def send(self, data: bytes) -> int:
+        return self.sock.send(b"P" + data)
+
+    @property
+    def sent(self) -> list[bytes]:  # type: ignore[override]
+        while True:
+            try:
+                d = self.rx.recv(4096)
+            except BlockingIOError:
+                break
+            if d[:1] == b"P":
+                self._got.append(d[1:])
+            else:
+                self.c_packets += 1
+                try:
+                    self._got.append(self._inbound.unprotect(d))
+                except SrtpError as e:
+                    raise AssertionError(f"the C fan-out sent a packet that does not unprotect: {e}") from e
+        return self._got
+
+    @sent.setter
+    def sent(self, value: list[bytes]) -> None:
+        self._got = value
+
+    def close(self) -> None:
+        self.sock.close()
+        self.rx.close()
+
+    @classmethod
+    def close_all(cls) -> None:
+        while cls.opened:
+            cls.opened.pop().close()
 
 
 def decode(data: bytes) -> dict:
