@@ -63,3 +63,20 @@ def test_only_hooks_touches_aiortc_privates():
         for needle in ("_RTCPeerConnection__", "._connection", "._nominated", "._tx_srtp", "._handle_rtp_data",
                        "._transport", "_binding", "._ssrc"):
             assert needle not in text, (path.name, needle)
+
+
+def test_a_changed_libsrtp_protect_fails_loudly(monkeypatch):
+    """The C fan-out calls pylibsrtp's srtp_protect through a pointer: a libsrtp whose
+    srtp_protect takes other arguments (libsrtp 3 does) must be caught before a packet is sent."""
+    monkeypatch.setattr(hooks, "SRTP_PROTECT_TYPE", "srtp_err_status_t(*)(struct srtp_ctx_t_ *, "
+                        "const uint8_t *, size_t, uint8_t *, size_t *, size_t)")
+    assert any("srtp_protect" in p for p in hooks.problems())
+
+
+def test_a_larger_srtp_trailer_than_the_c_buffer_fails_loudly(monkeypatch):
+    import pylibsrtp
+
+    if hooks._fanout is None:
+        pytest.fail("the C fan-out is not built")
+    monkeypatch.setattr(pylibsrtp, "SRTP_MAX_TRAILER_LEN", hooks._fanout.TRAILER_ROOM + 1)
+    assert any("trailer" in p for p in hooks.problems())
