@@ -50,9 +50,25 @@ def _stage(page: Any) -> dict[str, Any]:
     return h.video_element(page, "#stage")
 
 
-def _shows(page: Any, code: str, width: int) -> bool:
+class _Miss:
+    """A false answer that says what the stage showed instead (wait_until prints the last one)."""
+
+    def __init__(self, **seen: Any) -> None:
+        self.seen = seen
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"stage showed {self.seen}"
+
+
+def _shows(page: Any, code: str, width: int) -> bool | _Miss:
     v = _stage(page)
-    return v["videoWidth"] == width and h.same_color(h.video_color(page, "#stage"), h.color_for(code))
+    color = h.video_color(page, "#stage")
+    if v["videoWidth"] == width and h.same_color(color, h.color_for(code)):
+        return True
+    return _Miss(width=v["videoWidth"], color=color, wanted=(width, h.color_for(code)))
 
 
 @pytest.fixture(scope="module")
