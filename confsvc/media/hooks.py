@@ -10,7 +10,9 @@ The hooks:
 - ``restrict_ice``: an aioice ``Connection`` gathers host candidates only on the given addresses
   (aioice never offers 127.0.0.1, DESIGN §7), keeping STUN/TURN gathering as is.
 - ``tap_transport``: the DTLS transport hands decrypted RTP and RTCP bytes to confsvc instead of
-  parsing and routing them to aiortc's receivers (no jitter buffer, no decoder, ever).
+  parsing and routing them to aiortc's receivers (no jitter buffer, no decoder, ever). With
+  ``direct_rtp``, SRTP media goes from aioice's datagram callback straight to confsvc, skipping
+  aioice's receive queue and the DTLS transport's receive task.
 - ``capture_send`` / ``capture_receive``: aiortc's senders and receivers are never started; their
   negotiated parameters are handed to confsvc instead (no encoder, no decoder thread, no per-
   sender RTP/RTCP tasks with wrong sender reports).
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -131,6 +134,14 @@ def problems() -> list[str]:
             out.append(f"libsrtp's srtp_protect is now {protect_type!r}, not {SRTP_PROTECT_TYPE!r}")
     if _fanout is not None and pylibsrtp.SRTP_MAX_TRAILER_LEN > _fanout.TRAILER_ROOM:
         out.append(f"libsrtp's trailer ({pylibsrtp.SRTP_MAX_TRAILER_LEN} bytes) exceeds the C fan-out's room")
+    if "self._queue" not in conn_init or \
+            "self._queue.put_nowait((data, component))" not in _src(aioice.ice.Connection.data_received):
+        out.append("aioice Connection.data_received no longer queues datagrams on _queue")
+    if "self.receiver.data_received(data, self.local_candidate.component)" not in \
+            _src(aioice.ice.StunProtocol.datagram_received):
+        out.append("aioice StunProtocol no longer hands datagrams to its Connection's data_received")
+    if "self._rx_srtp" not in _src(RTCDtlsTransport._setup_srtp):
+        out.append("RTCDtlsTransport._setup_srtp no longer sets _rx_srtp")
     if "self._protocols" not in conn_init:
         out.append("aioice Connection has no _protocols")
     if "self.max_size" not in _src(asyncio.selector_events._SelectorDatagramTransport._read_ready):
@@ -215,16 +226,51 @@ def tap_transport(
     dtls: RTCDtlsTransport,
     on_rtp: Callable[[bytes, int], Awaitable[None]],
     on_rtcp: Callable[[bytes], Awaitable[None]],
+    direct_rtp: Callable[[bytes, int], None] | None = None,
 ) -> None:
     """Decrypted RTP goes to ``on_rtp(data, arrival_time_ms)`` and RTCP to ``on_rtcp(data)``,
     instead of aiortc's parser and router. Both must never raise (an exception would stop the
-    transport's receive loop)."""
+    transport's receive loop).
+
+    With ``direct_rtp`` (a plain function, same arguments, must never raise either), an SRTP media
+    datagram is unprotected and handed to it from aioice's datagram callback itself, when nothing
+    is waiting in aioice's receive queue: no queue put, future, task wake-up and extra event-loop
+    turn per packet. DTLS, STUN, RTCP and anything behind a queued datagram take aiortc's path,
+    so the order of packets is kept."""
 
     async def _handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
         await on_rtp(data, arrival_time_ms)
 
     dtls._handle_rtp_data = _handle_rtp_data  # type: ignore[method-assign]
     dtls._handle_rtcp_data = on_rtcp  # type: ignore[method-assign]
+    if direct_rtp is not None:
+        _direct_srtp(dtls, direct_rtp)
+
+
+NTP_EPOCH_MS = 2208988800 * 1000  # aiortc's arrival times are milliseconds since 1900 (clock.current_ms)
+
+
+def _direct_srtp(dtls: RTCDtlsTransport, direct_rtp: Callable[[bytes, int], None]) -> None:
+    conn = dtls.transport._connection
+    queue = conn._queue
+    queued = conn.data_received
+    srtp_error = pylibsrtp.Error
+    now = time.time
+
+    def data_received(data: bytes, component: int) -> None:
+        rx = dtls._rx_srtp
+        # SRTP (first byte 128-191, RFC 7983) and not RTCP (second byte 192-208, as aiortc tells)
+        if rx is not None and len(data) > 1 and 127 < data[0] < 192 and not 191 < data[1] < 209 \
+                and not queue.qsize():
+            try:
+                plain = rx.unprotect(data)
+            except srtp_error:  # aiortc drops these too
+                return
+            direct_rtp(plain, int(now() * 1000) + NTP_EPOCH_MS)
+            return
+        queued(data, component)
+
+    conn.data_received = data_received  # type: ignore[method-assign]
 
 
 def capture_send(sender: RTCRtpSender, on_params: Callable[[Any], None]) -> None:

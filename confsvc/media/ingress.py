@@ -78,7 +78,13 @@ class Ingress:
             del self.routes[ssrc]
 
     async def on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
-        """The transport tap's entry point."""
+        """The transport tap's entry point (aiortc's receive task: what the direct path left to
+        aioice's queue, counted in ``rtp_in_queued``)."""
+        self.counters.rtp_in_queued += 1
+        self.on_rtp_now(data, arrival_time_ms)
+
+    def on_rtp_now(self, data: bytes, arrival_time_ms: int) -> None:
+        """The transport tap's direct entry point (aioice's datagram callback; see hooks)."""
         samples = self.fanout_samples
         if samples is None:
             self.handle(data, arrival_time_ms)

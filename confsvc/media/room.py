@@ -235,7 +235,7 @@ class Participant:
         dtls = hooks.dtls_transport(pc)
         self._pub_dtls = dtls
         assert self.ingress is not None
-        hooks.tap_transport(dtls, self.ingress.on_rtp, self._on_pub_rtcp)
+        hooks.tap_transport(dtls, self.ingress.on_rtp, self._on_pub_rtcp, direct_rtp=self.ingress.on_rtp_now)
         pc.on("connectionstatechange", lambda: room._poke())
         for p in self.producers:
             room._producer_added(p)

@@ -80,3 +80,69 @@ def test_a_larger_srtp_trailer_than_the_c_buffer_fails_loudly(monkeypatch):
         pytest.fail("the C fan-out is not built")
     monkeypatch.setattr(pylibsrtp, "SRTP_MAX_TRAILER_LEN", hooks._fanout.TRAILER_ROOM + 1)
     assert any("trailer" in p for p in hooks.problems())
+
+
+class _Conn:  # the parts of an aioice Connection the direct path touches
+    def __init__(self):
+        import asyncio
+
+        self._queue = asyncio.Queue()
+        self.queued = []
+
+    def data_received(self, data, component):
+        self.queued.append(data)
+        self._queue.put_nowait((data, component))
+
+
+class _Dtls:
+    def __init__(self, rx):
+        self._rx_srtp = rx
+        self.transport = type("Ice", (), {})()
+        self.transport._connection = _Conn()
+
+
+def _srtp_pair():
+    import os
+
+    from pylibsrtp import Policy, Session
+
+    key = os.urandom(30)
+    tx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND))
+    rx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_INBOUND))
+    return tx, rx
+
+
+def test_direct_path_hands_srtp_media_over_and_queues_the_rest():
+    import struct
+
+    tx, rx = _srtp_pair()
+    dtls = _Dtls(None)
+    got = []
+
+    async def never(*a):
+        raise AssertionError("aiortc's path is not used here")
+
+    hooks.tap_transport(dtls, never, never, direct_rtp=lambda data, ms: got.append((data, ms)))
+    conn = dtls.transport._connection
+    rtp = struct.pack("!BBHII", 0x80, 96, 1, 3000, 0x1234) + b"media"
+    sealed = tx.protect(rtp)
+    conn.data_received(sealed, 1)  # before DTLS is done: no SRTP context yet, aiortc's queue
+    assert got == [] and conn.queued == [sealed]
+    conn._queue.get_nowait()
+    dtls._rx_srtp = rx
+    rtp2 = struct.pack("!BBHII", 0x80, 96, 2, 3000, 0x1234) + b"media"
+    conn.data_received(tx.protect(rtp2), 1)
+    assert [g[0] for g in got] == [rtp2] and abs(got[0][1] / 1000 - 2208988800 - __import__("time").time()) < 5
+    rtcp = tx.protect_rtcp(struct.pack("!BBHI", 0x80, 200, 6, 0x1234) + b"\0" * 20)
+    dtls_record = bytes((22, 254, 253)) + b"\0" * 20
+    conn.data_received(rtcp, 1)
+    conn.data_received(dtls_record, 1)
+    assert conn.queued[1:] == [rtcp, dtls_record] and len(got) == 1
+    rtp3 = tx.protect(struct.pack("!BBHII", 0x80, 96, 3, 3000, 0x1234) + b"media")
+    conn.data_received(rtp3, 1)  # behind queued datagrams: stays in order, on aiortc's path
+    assert conn.queued[-1] == rtp3 and len(got) == 1
+    while not conn._queue.empty():
+        conn._queue.get_nowait()
+    conn.data_received(b"\x80\x60" + b"\0" * 30, 1)  # does not unprotect: dropped, as aiortc does
+    conn.data_received(tx.protect(struct.pack("!BBHII", 0x80, 96, 4, 3000, 0x1234) + b"media"), 1)
+    assert len(got) == 2 and len(conn.queued) == 4
