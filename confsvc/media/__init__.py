@@ -1,8 +1,10 @@
 """The media plane: a packet-level selective forwarding unit on aiortc (DESIGN §4).
 
 The node never decodes or encodes: aiortc does ICE, DTLS, SRTP and SDP; confsvc takes each incoming
-RTP packet before aiortc's jitter buffer, rewrites its header per outgoing slot and sends it
-straight to the subscriber's socket. Everything that reaches into aiortc internals is in
+RTP packet before aiortc's jitter buffer (straight from aioice's datagram callback), rewrites its
+header per outgoing slot and sends it straight to the subscriber's socket. The common case of that
+fan-out (rewrite, SRTP protect, send, for every slot) is one call into ``_fanout.c``; the rest is
+Python (``forwarder.Producer.forward``). Everything that reaches into aiortc internals is in
 :mod:`confsvc.media.hooks` (checked by ``hooks.check()``).
 
 Python API (stable; used by ``bench/`` and, later, by ``confsvc.signaling``)::
