@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import threading
 
 import pytest
 
 from confsvc.media import MediaConfig, Room
+from tests.procinfo import open_sockets
 
 pytestmark = pytest.mark.integration
 
 
 def census() -> dict:
     loop = asyncio.get_running_loop()
-    sockets = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
-                sockets += 1
-        except OSError:
-            pass
+    sockets = open_sockets()
     gc.collect()
     transports = sum(1 for o in gc.get_objects()
                      if isinstance(o, asyncio.BaseTransport) and not o.is_closing())

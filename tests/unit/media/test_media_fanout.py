@@ -12,6 +12,7 @@ from test_media_forwarder import Rig, assert_continuous
 from confsvc.media import forwarder, hooks
 from confsvc.media.counters import Counters
 from confsvc.media.forwarder import Slot
+from tests.procinfo import open_sockets
 
 pytestmark = pytest.mark.skipif(not forwarder.C_FANOUT and os.environ.get("CONFSVC_ALLOW_NO_C") == "1",
                                 reason="built without the C fan-out on purpose")
@@ -21,17 +22,6 @@ pytestmark = pytest.mark.skipif(not forwarder.C_FANOUT and os.environ.get("CONFS
 def _close_captures():
     yield
     UdpCapture.close_all()
-
-
-def _sockets() -> int:
-    n = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
-                n += 1
-        except OSError:
-            pass
-    return n
 
 
 def test_the_extension_is_built_and_its_libsrtp_hook_holds():
@@ -112,19 +102,19 @@ def test_c_and_python_paths_send_the_same_bytes(monkeypatch):
 
 
 def test_binding_holds_one_socket_of_its_own_until_unbound():
-    base = _sockets()
+    base = open_sockets()
     sink = UdpCapture()
-    assert _sockets() == base + 2
+    assert open_sockets() == base + 2
     s = Slot(None, "stage", "video", "0", 0x51, 100, 90000, counters=Counters())
     s.bind(sink)
-    assert s.egress_bound and _sockets() == base + 3
+    assert s.egress_bound and open_sockets() == base + 3
     s.bind(sink)  # rebinding replaces its own copy
-    assert _sockets() == base + 3
+    assert open_sockets() == base + 3
     s.bind(None)
-    assert not s.egress_bound and _sockets() == base + 2
+    assert not s.egress_bound and open_sockets() == base + 2
     s.bind(sink)
     del s  # a slot dropped while bound closes its copy too
-    assert _sockets() == base + 2
+    assert open_sockets() == base + 2
 
 
 def test_a_transport_closing_its_socket_never_sends_elsewhere():
