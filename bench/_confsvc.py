@@ -119,6 +119,10 @@ class ConfsvcTarget:
     async def stats(self) -> dict:
         return (await self.call("stats"))["stats"]
 
+    async def mark(self) -> None:
+        """The measurement window starts: the node's GC pause figures count from here."""
+        await self.call("mark")
+
     async def stop(self) -> None:
         if self.proc is None:
             return

@@ -151,6 +151,8 @@ async def run(target, n: int, seconds: float, warmup: float, concurrency: int, p
         await asyncio.sleep(warmup)
 
         # -- the steady window --
+        if hasattr(target, "mark"):
+            await target.mark()
         snaps0 = [s.snapshot() for s in subs]
         cpu0, self0, mach0, udp0 = proc_cpu_seconds(pid), self_cpu_seconds(), machine_busy_seconds(), udp_errors()
         drops0 = udp_drops_by_port()
@@ -179,6 +181,8 @@ async def run(target, n: int, seconds: float, warmup: float, concurrency: int, p
                 out["sfu_own_counters"] = own.get("counters", own) if isinstance(own, dict) else own
                 if isinstance(own, dict) and "fanout" in own:
                     out["sfu_fanout"] = own["fanout"]  # "c" (the compiled loop) or "python"
+                if isinstance(own, dict) and "gc" in own:
+                    out["sfu_gc_pauses"] = own["gc"]  # per generation, in the window
             except Exception as e:
                 out["sfu_own_counters"] = {"error": str(e)}
         await asyncio.sleep(0.5)  # let the last packets of the window arrive before reading delays

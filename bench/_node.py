@@ -8,6 +8,8 @@ Requests (one JSON object a line, each with an ``rid`` echoed in its reply):
     {"rid": 2, "op": "subscribe_offer", "id": "sub1"}             -> {"rid": 2, "sdp": "<offer>"}
     {"rid": 3, "op": "subscribe_answer", "id": "sub1", "sdp": ".."} -> {"rid": 3}
     {"rid": 4, "op": "stats"}                                     -> {"rid": 4, "stats": {...}}
+    {"rid": 6, "op": "mark"}                                      -> {"rid": 6} (GC pauses in "stats"
+                                                                     count from here: the window's start)
     {"rid": 5, "op": "close"}                                     -> {"rid": 5}, then exit
 
 A failed request gets ``{"rid": n, "error": "..."}``. The first line written is ``{"ready": true}``.
@@ -19,11 +21,41 @@ for A/B runs of a setting without editing the tree.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
 import sys
+import time
 import traceback
+
+
+class GcPauses:
+    """The garbage collector's pauses per generation (the event loop, and every packet, waits)."""
+
+    def __init__(self) -> None:
+        self.reset()
+        self._t0 = 0.0
+        gc.callbacks.append(self._callback)
+
+    def reset(self) -> None:
+        self.count = [0, 0, 0]
+        self.total = [0.0, 0.0, 0.0]
+        self.max = [0.0, 0.0, 0.0]
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+            return
+        spent = time.perf_counter() - self._t0
+        g = info["generation"]
+        self.count[g] += 1
+        self.total[g] += spent
+        self.max[g] = max(self.max[g], spent)
+
+    def report(self) -> dict:
+        return {f"gen{g}": {"count": self.count[g], "total_ms": round(self.total[g] * 1000, 2),
+                            "max_ms": round(self.max[g] * 1000, 2)} for g in range(3)}
 
 
 async def main() -> None:
@@ -31,6 +63,7 @@ async def main() -> None:
 
     overrides = json.loads(os.environ.get("CONFSVC_MEDIA_CONFIG") or "{}")
     room = Room(MediaConfig(**{"ice_addresses": ("127.0.0.1",), **overrides}))
+    pauses = GcPauses()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=2**22)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -58,7 +91,10 @@ async def main() -> None:
                 await room.participant(req["id"]).subscribe_answer(req["sdp"])
                 reply({"rid": rid})
             elif op == "stats":
-                reply({"rid": rid, "stats": room.stats()})
+                reply({"rid": rid, "stats": {**room.stats(), "gc": pauses.report()}})
+            elif op == "mark":
+                pauses.reset()
+                reply({"rid": rid})
             elif op == "close":
                 await room.close()
                 reply({"rid": rid})
