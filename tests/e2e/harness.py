@@ -780,6 +780,17 @@ INBOUND_VIDEO_JS = """async (pc) => {
   return out;
 }"""
 
+OUTBOUND_VIDEO_JS = """async (pc) => {
+  const out = [];
+  (await pc.getStats()).forEach(s => {
+    if (s.type === 'outbound-rtp' && s.kind === 'video') {
+      out.push({mid: s.mid, frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
+                framesSent: s.framesSent || 0, limitation: s.qualityLimitationReason || ''});
+    }
+  });
+  return out;
+}"""
+
 CANDIDATES_JS = """async (pc) => {
   const out = {local: [], remote: [], selected: null};
   const stats = await pc.getStats();
@@ -824,6 +835,12 @@ def inbound_video(page: Any, pc_expr: str) -> dict[str, int]:
     ``pc_expr`` is a JavaScript expression for the RTCPeerConnection (e.g. ``window.confsvc.subscribe``).
     """
     return page.evaluate(f"(async () => ({INBOUND_VIDEO_JS})({pc_expr}))()")
+
+
+def outbound_video(page: Any, pc_expr: str) -> list[dict[str, Any]]:
+    """Each video track a connection sends: mid, frameWidth/Height as encoded now, framesSent, and
+    why Chromium limits it ("cpu", "bandwidth" or "": it scales a layer down under load)."""
+    return page.evaluate(f"(async () => ({OUTBOUND_VIDEO_JS})({pc_expr}))()")
 
 
 def audio_level(page: Any, pc_expr: str) -> float:

@@ -23,6 +23,7 @@ SITES = [("YB-TPYB-YENNINH", 640, 360), ("YB-TPYB-MINHTAN", 424, 240), ("YB-NL-P
 CHAIR_CAM = ("YB", 1280, 720)
 PAGES: dict[str, Any] = {}
 SUB = "window.confsvc.subscribe"
+PUB = "window.confsvc.publish"
 
 
 # Resolves window._stageAt (Date.now()) at the first frame the page's #stage shows of the given
@@ -50,6 +51,27 @@ def _stage(page: Any) -> dict[str, Any]:
     return h.video_element(page, "#stage")
 
 
+def _chair_top() -> int:
+    """The width the chair's top layer is encoded at now: 1280, unless Chromium scaled it down
+    (qualityLimitationReason "cpu" while four Chromiums and the node share two cores)."""
+    return max((o["frameWidth"] for o in h.outbound_video(PAGES["chair"], PUB)), default=0)
+
+
+def _media_state(node: h.Node, page: Any) -> str:
+    """What the node's media plane and the page's receiver say (for a failure's message)."""
+    try:
+        lines = [ln for ln in node.get("/metrics").text.splitlines()
+                 if ln.startswith("confsvc_media") and not ln.startswith("#")]
+    except Exception as exc:  # noqa: BLE001
+        lines = [f"/metrics: {exc!r}"]
+    try:
+        lines.append(f"page inbound video: {h.inbound_video(page, SUB)}")
+        lines.append(f"chair outbound video: {h.outbound_video(PAGES['chair'], PUB)}")
+    except Exception as exc:  # noqa: BLE001
+        lines.append(f"page: {exc!r}")
+    return "\n".join(lines[-150:])
+
+
 class _Miss:
     """A false answer that says what the stage showed instead (wait_until prints the last one)."""
 
@@ -63,10 +85,11 @@ class _Miss:
         return f"stage showed {self.seen}"
 
 
-def _shows(page: Any, code: str, width: int) -> bool | _Miss:
+def _shows(page: Any, code: str, width: int | None = None) -> bool | _Miss:
+    """The stage shows ``code``'s camera (at ``width``, when given)."""
     v = _stage(page)
     color = h.video_color(page, "#stage")
-    if v["videoWidth"] == width and h.same_color(color, h.color_for(code)):
+    if width in (None, v["videoWidth"]) and h.same_color(color, h.color_for(code)):
         return True
     return _Miss(width=v["videoWidth"], color=color, wanted=(width, h.color_for(code)))
 
@@ -122,7 +145,15 @@ def test_the_chair_and_three_sites_join_and_every_site_shows_the_chair(node, bri
         stats = h.wait_until(lambda p=page: (s := h.inbound_video(p, SUB))["frameWidth"] == 1280 and s, timeout=15,
                              message=f"{code} decodes the chair's top layer")
         assert (stats["frameWidth"], stats["frameHeight"]) == (1280, 720), stats
-        h.wait_until(lambda p=page: _shows(p, "YB", 1280), message=f"{code} stage shows the chair")
+        try:
+            h.wait_until(lambda p=page: _shows(p, "YB"), message=f"{code} stage shows the chair")
+            # at the chair's top layer (as the chair encodes it now): while four Chromiums start beside
+            # the node, a site's downlink estimate may dip and the allocator step it down a layer;
+            # back on top takes up to 15 s (issue 4)
+            h.wait_until(lambda p=page: _shows(p, "YB", _chair_top()), timeout=15,
+                         message=f"{code} stage shows the chair's top layer")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{_media_state(node, page)}") from None
         assert "UBND tỉnh Yên Bái" in page.locator("#stage-label").inner_text()
         # the microphone starts closed, and stays closed when it is not allowed
         assert page.evaluate("window.confsvc.local.getAudioTracks()[0].enabled") is False
@@ -175,7 +206,8 @@ def test_the_floor_goes_to_one_site_and_every_stage_shows_it_within_2_s(node, br
     # adaptation's "back on top" time
     h.wait_until(lambda: all(h.same_color(h.video_color(p, "#stage"), h.color_for("YB")) for p in others), timeout=2,
                  message="the chair's picture again")
-    h.wait_until(lambda: all(_shows(p, "YB", 1280) for p in others), timeout=15, message="the chair's top layer again")
+    h.wait_until(lambda: next((miss for p in others if not (miss := _shows(p, "YB", _chair_top()))), True),
+                 timeout=15, message="the chair's top layer again")
     h.wait_until(lambda: not site.evaluate("window.confsvc.local.getAudioTracks()[0].enabled"), message="mic closed")
 
 
@@ -230,7 +262,7 @@ def test_when_the_media_fails_the_page_publishes_and_subscribes_again_on_the_sam
                  message="a new subscribe connection")
     h.wait_frames_rising(page, SUB, timeout=20)
     assert page.evaluate("window.confsvc.ws === window._ws && window.confsvc.ws.readyState === 1")
-    h.wait_until(lambda: _shows(page, "YB", 1280), message="the chair's picture again")
+    h.wait_until(lambda: _shows(page, "YB", _chair_top()), message="the chair's picture again")
     chair = PAGES["chair"]
     h.wait_until(lambda: chair.locator(f"#row-{SITES[0][0]}").get_attribute("data-state") == "connected", message="still connected")
 
@@ -267,7 +299,7 @@ def test_the_node_is_killed_and_restarted_and_every_page_comes_back_by_itself(no
     chair.uncheck("#lock")
     chair.click("#btn-take")
     for code, _, _ in SITES:
-        h.wait_until(lambda p=pages[code]: _shows(p, "YB", 1280), timeout=10, message=f"{code} sees the chair again")
+        h.wait_until(lambda p=pages[code]: _shows(p, "YB", _chair_top()), timeout=10, message=f"{code} sees the chair again")
     for code, _, _ in SITES:
         h.wait_until(lambda c=code: chair.locator(f"#row-{c}").get_attribute("data-state") == "connected",
                      timeout=20, message=f"{code} connected again on the wall")
