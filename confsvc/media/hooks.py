@@ -227,6 +227,7 @@ def tap_transport(
     on_rtp: Callable[[bytes, int], Awaitable[None]],
     on_rtcp: Callable[[bytes], Awaitable[None]],
     direct_rtp: Callable[[bytes, int], None] | None = None,
+    on_rejected: Callable[[], None] = lambda: None,
 ) -> None:
     """Decrypted RTP goes to ``on_rtp(data, arrival_time_ms)`` and RTCP to ``on_rtcp(data)``,
     instead of aiortc's parser and router. Both must never raise (an exception would stop the
@@ -236,7 +237,8 @@ def tap_transport(
     datagram is unprotected and handed to it from aioice's datagram callback itself, when nothing
     is waiting in aioice's receive queue: no queue put, future, task wake-up and extra event-loop
     turn per packet. DTLS, STUN, RTCP and anything behind a queued datagram take aiortc's path,
-    so the order of packets is kept."""
+    so the order of packets is kept. A media datagram that does not unprotect (forged, corrupt,
+    replayed) is dropped, as aiortc drops it, and ``on_rejected()`` counts it."""
 
     async def _handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
         await on_rtp(data, arrival_time_ms)
@@ -244,13 +246,14 @@ def tap_transport(
     dtls._handle_rtp_data = _handle_rtp_data  # type: ignore[method-assign]
     dtls._handle_rtcp_data = on_rtcp  # type: ignore[method-assign]
     if direct_rtp is not None:
-        _direct_srtp(dtls, direct_rtp)
+        _direct_srtp(dtls, direct_rtp, on_rejected)
 
 
 NTP_EPOCH_MS = 2208988800 * 1000  # aiortc's arrival times are milliseconds since 1900 (clock.current_ms)
 
 
-def _direct_srtp(dtls: RTCDtlsTransport, direct_rtp: Callable[[bytes, int], None]) -> None:
+def _direct_srtp(dtls: RTCDtlsTransport, direct_rtp: Callable[[bytes, int], None],
+                 on_rejected: Callable[[], None]) -> None:
     conn = dtls.transport._connection
     queue = conn._queue
     queued = conn.data_received
@@ -265,6 +268,7 @@ def _direct_srtp(dtls: RTCDtlsTransport, direct_rtp: Callable[[bytes, int], None
             try:
                 plain = rx.unprotect(data)
             except srtp_error:  # aiortc drops these too
+                on_rejected()
                 return
             direct_rtp(plain, int(now() * 1000) + NTP_EPOCH_MS)
             return

@@ -235,7 +235,8 @@ class Participant:
         dtls = hooks.dtls_transport(pc)
         self._pub_dtls = dtls
         assert self.ingress is not None
-        hooks.tap_transport(dtls, self.ingress.on_rtp, self._on_pub_rtcp, direct_rtp=self.ingress.on_rtp_now)
+        hooks.tap_transport(dtls, self.ingress.on_rtp, self._on_pub_rtcp, direct_rtp=self.ingress.on_rtp_now,
+                            on_rejected=self._on_srtp_rejected)
         pc.on("connectionstatechange", lambda: room._poke())
         for p in self.producers:
             room._producer_added(p)
@@ -604,6 +605,9 @@ class Participant:
         data += bytes(RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=s, items=[(1, self.cname.encode())]) for s in ssrcs[:31]]))
         if sink.send_rtcp(data):
             self.room.counters.rtcp_out += 1
+
+    def _on_srtp_rejected(self) -> None:
+        self.room.counters.srtp_rejected += 1
 
     def _refresh_sinks(self) -> bool:
         """Bind slots to the subscribe transport when it is up, unbind when it goes; True on change."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import socket
 import time
 
 import pytest
@@ -175,6 +178,24 @@ async def test_malformed_rtp_and_rtcp_from_peers_are_dropped_and_counted(room, p
     assert room.counters.unknown_ssrc >= m_ssrc + 1 + 3  # A's unknown SSRC; S sends no media at all
     assert room.counters.malformed_rtcp >= m_rtcp + 2
     assert st["decode_errors"] == 0
+    # forged SRTP (RTP-looking bytes without the session's key) at the node's publish port, from
+    # another socket: dropped before the parser, and counted
+    sdp = room.participants["A"].pub_pc.localDescription.sdp
+    port = int(re.search(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host", sdp).group(1))
+    rejected = room.counters.srtp_rejected
+    forger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for _ in range(3):
+            forger.sendto(b"\x80\x60" + os.urandom(60), ("127.0.0.1", port))
+        for _ in range(50):
+            if room.counters.srtp_rejected >= rejected + 3:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        forger.close()
+    assert room.counters.srtp_rejected == rejected + 3
+    n = frames(await peers.stats(), "S", mid)
+    await peers.wait_for(lambda st: frames(st, "S", mid) >= n + 10)  # and the media goes on
 
 
 async def test_a_publisher_that_leaves_frees_its_slots(room, peers):

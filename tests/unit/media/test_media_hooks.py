@@ -122,7 +122,9 @@ def test_direct_path_hands_srtp_media_over_and_queues_the_rest():
     async def never(*a):
         raise AssertionError("aiortc's path is not used here")
 
-    hooks.tap_transport(dtls, never, never, direct_rtp=lambda data, ms: got.append((data, ms)))
+    rejected = []
+    hooks.tap_transport(dtls, never, never, direct_rtp=lambda data, ms: got.append((data, ms)),
+                        on_rejected=lambda: rejected.append(1))
     conn = dtls.transport._connection
     rtp = struct.pack("!BBHII", 0x80, 96, 1, 3000, 0x1234) + b"media"
     sealed = tx.protect(rtp)
@@ -143,6 +145,7 @@ def test_direct_path_hands_srtp_media_over_and_queues_the_rest():
     assert conn.queued[-1] == rtp3 and len(got) == 1
     while not conn._queue.empty():
         conn._queue.get_nowait()
-    conn.data_received(b"\x80\x60" + b"\0" * 30, 1)  # does not unprotect: dropped, as aiortc does
+    conn.data_received(b"\x80\x60" + b"\0" * 30, 1)  # does not unprotect: dropped, as aiortc does, and counted
+    assert rejected == [1] and len(got) == 1
     conn.data_received(tx.protect(struct.pack("!BBHII", 0x80, 96, 4, 3000, 0x1234) + b"media"), 1)
-    assert len(got) == 2 and len(conn.queued) == 4
+    assert len(got) == 2 and len(conn.queued) == 4 and rejected == [1]
