@@ -894,11 +894,17 @@ class Room:
                     slot.retarget(target, now, age)
                 slot.layer = target.layer
                 slot.layer_name = layer_name(target.layer, len(layers))
-            if (slot.layer, slot.max_tid, slot.paused) != before and self.on_layer_change is not None:
-                try:
-                    self.on_layer_change(p.id, d.name, slot.stats())
-                except Exception:  # noqa: BLE001
-                    logger.exception("on_layer_change callback failed")
+            if (slot.layer, slot.max_tid, slot.paused) != before:
+                # one line per change (seconds apart at most per slot): why a site's picture is what it is
+                logger.info("%s %s: layer %s, temporal cap %s (%s; estimate %d kbps, rtt %s ms)",
+                            p.id, d.name, slot.layer_name, "-" if slot.max_tid == ALL_TIDS else slot.max_tid,
+                            c.reason, p.estimator.bps // 1000,
+                            "?" if p.estimator.rtt is None else round(p.estimator.rtt * 1000))
+                if self.on_layer_change is not None:
+                    try:
+                        self.on_layer_change(p.id, d.name, slot.stats())
+                    except Exception:  # noqa: BLE001
+                        logger.exception("on_layer_change callback failed")
 
     def _retarget_all(self) -> None:
         for p in list(self.participants.values()):

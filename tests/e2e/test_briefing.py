@@ -24,6 +24,12 @@ CHAIR_CAM = ("YB", 1280, 720)
 PAGES: dict[str, Any] = {}
 SUB = "window.confsvc.subscribe"
 PUB = "window.confsvc.publish"
+# How long a site may take to reach (or get back to) the chair's top layer. The fake cameras show a
+# flat colour: VP8 sends a few tens of kbps even at 1280x720, so Chromium's REMB (about 1.5 x what
+# it receives) starts near the floor and the allocator climbs back by probes, over 10-20 s here
+# (node log: "down: over the estimate; estimate 30 kbps"). bench/adaptation.py measures the
+# back-on-top time on real content (6-9 s); here it only has to happen.
+TOP_LAYER_S = 30
 
 
 # Resolves window._stageAt (Date.now()) at the first frame the page's #stage shows of the given
@@ -142,15 +148,13 @@ def test_the_chair_and_three_sites_join_and_every_site_shows_the_chair(node, bri
     for code, _, _ in SITES:
         page = PAGES[code]
         h.wait_frames_rising(page, SUB, timeout=20)
-        stats = h.wait_until(lambda p=page: (s := h.inbound_video(p, SUB))["frameWidth"] == 1280 and s, timeout=15,
+        stats = h.wait_until(lambda p=page: (s := h.inbound_video(p, SUB))["frameWidth"] == 1280 and s, timeout=TOP_LAYER_S,
                              message=f"{code} decodes the chair's top layer")
         assert (stats["frameWidth"], stats["frameHeight"]) == (1280, 720), stats
         try:
             h.wait_until(lambda p=page: _shows(p, "YB"), message=f"{code} stage shows the chair")
-            # at the chair's top layer (as the chair encodes it now): while four Chromiums start beside
-            # the node, a site's downlink estimate may dip and the allocator step it down a layer;
-            # back on top takes up to 15 s (issue 4)
-            h.wait_until(lambda p=page: _shows(p, "YB", _chair_top()), timeout=15,
+            # at the chair's top layer (as the chair encodes it now; see TOP_LAYER_S)
+            h.wait_until(lambda p=page: _shows(p, "YB", _chair_top()), timeout=TOP_LAYER_S,
                          message=f"{code} stage shows the chair's top layer")
         except AssertionError as e:
             raise AssertionError(f"{e}\n{_media_state(node, page)}") from None
@@ -207,7 +211,7 @@ def test_the_floor_goes_to_one_site_and_every_stage_shows_it_within_2_s(node, br
     h.wait_until(lambda: all(h.same_color(h.video_color(p, "#stage"), h.color_for("YB")) for p in others), timeout=2,
                  message="the chair's picture again")
     h.wait_until(lambda: next((miss for p in others if not (miss := _shows(p, "YB", _chair_top()))), True),
-                 timeout=15, message="the chair's top layer again")
+                 timeout=TOP_LAYER_S, message="the chair's top layer again")
     h.wait_until(lambda: not site.evaluate("window.confsvc.local.getAudioTracks()[0].enabled"), message="mic closed")
 
 
