@@ -179,7 +179,13 @@ class Estimator:
         if remb is not None and remb_at is not None and remb_at > self.remb_at:
             prev = self.remb
             self.remb, self.remb_at = remb, remb_at
-            if prev is not None and remb < prev * cfg.remb_drop:
+            if prev is not None and remb < prev * cfg.remb_drop and self.sent_bps and remb >= self.sent_bps:
+                # a REMB that fell but is still at or above what we send is no overuse report (that
+                # is 0.85 x what got through): the receiver's estimate follows what it receives, at
+                # most 1.5 x it, and falls when a still picture makes the encoder send far below its
+                # cap. The estimate follows it; no congestion, nothing blocked.
+                self.bps = max(cfg.min_bps, min(self.bps, remb))
+            elif prev is not None and remb < prev * cfg.remb_drop:
                 if now - self._drop_at > cfg.collapse_window:
                     self._collapse_sent = self.sent_bps
                 self._drop_at = now

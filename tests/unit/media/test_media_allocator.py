@@ -480,3 +480,22 @@ def test_a_step_down_takes_a_spatial_layer_with_headroom():
         run.tick(remb=1_840_000, loss=0.0)
     run.tick(remb=950_000)  # reads 0.69M: 530k with 15 % to spare
     assert run.layer() == 1, run.est.stats()
+
+
+def test_a_still_picture_s_falling_remb_above_what_we_send_is_no_congestion():
+    """A still picture: the chair's layers send far below their caps (here 60/25/10 kbps), the
+    receiver's REMB follows what it gets (about 1.5 x it) and falls whenever a keyframe's burst has
+    passed. Falling, but still above what we send, it is no overuse report: the site keeps the top
+    layer and upgrades are not blocked (before, these drops marked congestion and stepped it down)."""
+    run = Run(initial=2_000_000, demands=stage(layers=[60_000, 25_000, 10_000]))
+    assert run.layer() == 0
+    events = run.est.congestion_events
+    for i in range(int(20 / TICK)):
+        run.tick(remb=[150_000, 120_000, 100_000, 90_000][i % 4], loss=0.0, rtt=0.010)
+        assert run.layer() == 0, (run.t, run.choices)
+    assert run.est.congestion_events == events
+    assert run.t - run.est.unstable_at > 10
+    # and a REMB below what we send still is
+    run.tick(remb=30_000, loss=0.0)
+    run.tick(remb=25_000, loss=0.0)
+    assert run.est.congestion_events > events and run.layer() != 0
