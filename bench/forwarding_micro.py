@@ -166,7 +166,9 @@ def run(n: int, packets: int, payload: int, profile: bool, readers: int = 0,
 
     # the parts, measured alone on the same packet size
     sample = data[5]
-    sess = make_sink(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), addr).session
+    spare = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sess = make_sink(spare, addr).session
+    spare.close()
     k = 20000
     t0 = time.process_time()
     fp = fast_protect(sess)

@@ -32,10 +32,10 @@ from confsvc.media.counters import Counters
 from confsvc.media.keyframes import KeyframeThrottle
 from confsvc.media.rtp import Vp8Info, pad4, seq_newer, vp8_rewrite
 
-if hooks._fanout is not None:
+if hooks.FANOUT is not None:
     # the compiled fan-out (confsvc/media/_fanout.c): Slot's hot fields are C members of Egress
-    _Egress: type = hooks._fanout.Egress
-    _c_fanout: Callable[..., tuple[int, int, list[Any] | None]] | None = hooks._fanout.fanout
+    _Egress: type = hooks.FANOUT.Egress
+    _c_fanout: Callable[..., tuple[int, int, list[Any] | None]] | None = hooks.FANOUT.fanout
 else:  # pragma: no cover - only where the extension could not be built
     logging.getLogger(__name__).warning(
         "confsvc.media: the compiled fan-out (confsvc/media/_fanout.c) is not built; forwarding "

@@ -43,9 +43,9 @@ from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
 try:  # the compiled fan-out (setup.py); optional: forwarder.py falls back to Python without it
-    from confsvc.media import _fanout
+    from confsvc.media import _fanout as FANOUT
 except ImportError:  # pragma: no cover - depends on the build
-    _fanout = None  # type: ignore[assignment]
+    FANOUT = None  # type: ignore[assignment]
 
 PINNED = "1.16."
 # what confsvc/media/_fanout.c calls: libsrtp 2's srtp_protect(ctx, rtp, &len), in place
@@ -132,7 +132,7 @@ def problems() -> list[str]:
         protect_type = _srtp_ffi.typeof(_srtp_ffi.addressof(_srtp_lib, "srtp_protect")).cname
         if protect_type != SRTP_PROTECT_TYPE:
             out.append(f"libsrtp's srtp_protect is now {protect_type!r}, not {SRTP_PROTECT_TYPE!r}")
-    if _fanout is not None and pylibsrtp.SRTP_MAX_TRAILER_LEN > _fanout.TRAILER_ROOM:
+    if FANOUT is not None and pylibsrtp.SRTP_MAX_TRAILER_LEN > FANOUT.TRAILER_ROOM:
         out.append(f"libsrtp's trailer ({pylibsrtp.SRTP_MAX_TRAILER_LEN} bytes) exceeds the C fan-out's room")
     if "self._queue" not in conn_init or \
             "self._queue.put_nowait((data, component))" not in _src(aioice.ice.Connection.data_received):
@@ -367,12 +367,15 @@ class Sink:
         self.addr = addr
 
     @classmethod
-    def udp(cls, session: Any, sock: Any, addr: tuple[Any, ...], connected: bool) -> Sink:
-        """A sink writing to UDP socket ``sock``: connected to ``addr`` already, or sending to it."""
+    def udp(cls, session: Any, sock: Any, addr: tuple[Any, ...], connected: bool,
+            route: tuple[Any, ...] | None = None) -> Sink:
+        """A sink writing to UDP socket ``sock``: connected to ``addr`` already, or sending to it.
+        ``route`` (default: session, socket, address) is what :meth:`of` compares to reuse a sink."""
+        route = route or (session, sock, addr)
         if connected:
-            return cls(session, sock.send, (session, sock, addr), True, sock, None)
+            return cls(session, sock.send, route, True, sock, None)
         sendto = sock.sendto
-        return cls(session, lambda data: sendto(data, addr), (session, sock, addr), False, sock, addr)
+        return cls(session, lambda data: sendto(data, addr), route, False, sock, addr)
 
     @classmethod
     def of(cls, dtls: RTCDtlsTransport, connect: bool = False, previous: Sink | None = None) -> Sink | None:
@@ -400,14 +403,10 @@ class Sink:
                     peer = None
                 if peer != addr:
                     sock.connect(addr)
-                sink = cls.udp(dtls._tx_srtp, sock, addr, True)
-                sink.route = route
-                return sink
+                return cls.udp(dtls._tx_srtp, sock, addr, True, route)
             except OSError:
                 pass
-        sink = cls.udp(dtls._tx_srtp, sock, addr, False)
-        sink.route = route
-        return sink
+        return cls.udp(dtls._tx_srtp, sock, addr, False, route)
 
     def send_rtcp(self, data: bytes) -> bool:
         try:

@@ -5,7 +5,7 @@ probe's duplicates."""
 from __future__ import annotations
 
 import pytest
-from media_helpers import Capture, decode, rtp, vp8_payload
+from media_helpers import Capture, decode, vp8_payload
 from test_media_room import join
 
 from confsvc.media import MediaConfig, Room
@@ -40,6 +40,20 @@ def chair_with_layers(room: Room, pid: str = "chair"):
                 for i, (w, h, k) in enumerate(((320, 180, 150), (1280, 720, 1500), (640, 360, 500)))}
     p._declare_layers(declared)
     return p
+
+
+@pytest.fixture
+async def staged():
+    """A room on default settings: the chair with three layers on the stage, site c1 watching.
+    Yields (room, chair, site); the room is closed after the test."""
+    room = Room(MediaConfig())
+    try:
+        chair = chair_with_layers(room)
+        site = join(room, "c1")
+        room.set_stage("chair")
+        yield room, chair, site
+    finally:
+        await room.close()
 
 
 async def test_declared_layers_are_ordered_by_resolution_and_the_allocator_drives_the_stage():
@@ -88,55 +102,41 @@ async def test_low_data_pin_and_off():
         await room.close()
 
 
-async def test_metrics_are_prometheus_friendly_numbers():
-    room = Room(MediaConfig())
-    try:
-        chair_with_layers(room)
-        join(room, "c1")
-        room.set_stage("chair")
-        room._adapt(1.0)
-        names = {n for n, _labels, _v in room.metrics()}
-        for want in ("confsvc_media_estimate_bps", "confsvc_media_slot_layer", "confsvc_media_slot_fps",
-                     "confsvc_media_layer_bitrate_bps", "confsvc_media_rtp_out_total"):
-            assert want in names
-        assert all(isinstance(v, float) for _n, _l, v in room.metrics())
-    finally:
-        await room.close()
+async def test_metrics_are_prometheus_friendly_numbers(staged):
+    room, _chair, _site = staged
+    room._adapt(1.0)
+    names = {n for n, _labels, _v in room.metrics()}
+    for want in ("confsvc_media_estimate_bps", "confsvc_media_slot_layer", "confsvc_media_slot_fps",
+                 "confsvc_media_layer_bitrate_bps", "confsvc_media_rtp_out_total"):
+        assert want in names
+    assert all(isinstance(v, float) for _n, _l, v in room.metrics())
 
 
-async def test_probe_duplicates_carry_the_numbers_already_sent_and_a_fresh_send_time():
-    room = Room(MediaConfig())
-    try:
-        chair = chair_with_layers(room)
-        site = join(room, "c1")
-        room.set_stage("chair")
-        stage = site.slots["stage"]
-        cap = Capture()
-        stage.bind(cap)
-        top = chair.video_layers[0]
-        assert stage.pending is top or stage.target is top
-        for i in range(12):
-            payload = vp8_payload(start=True, key=(i == 0), pid=200 + i)
-            data = rtp(96, 5000 + i, 9000 + 3000 * i, 1, payload, marker=1)
-            pkt = Packet(5000 + i, 9000 + 3000 * i, 1, float(i), payload, b"\x32\x00\x00\x01")
-            pkt.vp8 = parse_vp8(payload)
-            pkt.keyframe, pkt.pid, pkt.tid = pkt.vp8.keyframe, pkt.vp8.pid, pkt.vp8.tid
-            assert data
-            top.push(pkt)
-        sent = [decode(d) for d in cap.sent]
-        assert len(sent) == 12
-        ext = b"\x32\xab\xcd\xef"
-        n = stage.probe_send(3000, ext)
-        dups = [decode(d) for d in cap.sent[12:]]
-        assert n > 0 and dups
-        by_seq = {d["seq"]: d for d in sent}
-        for d in dups:
-            orig = by_seq[d["seq"]]
-            assert (d["ts"], d["pid"], d["payload"]) == (orig["ts"], orig["pid"], orig["payload"])
-            assert d["ext"][3] == b"\xab\xcd\xef"
-        assert stage.probe_packets == len(dups)
-    finally:
-        await room.close()
+async def test_probe_duplicates_carry_the_numbers_already_sent_and_a_fresh_send_time(staged):
+    room, chair, site = staged
+    stage = site.slots["stage"]
+    cap = Capture()
+    stage.bind(cap)
+    top = chair.video_layers[0]
+    assert stage.pending is top or stage.target is top
+    for i in range(12):
+        payload = vp8_payload(start=True, key=(i == 0), pid=200 + i)
+        pkt = Packet(5000 + i, 9000 + 3000 * i, 1, float(i), payload, b"\x32\x00\x00\x01")
+        pkt.vp8 = parse_vp8(payload)
+        pkt.keyframe, pkt.pid, pkt.tid = pkt.vp8.keyframe, pkt.vp8.pid, pkt.vp8.tid
+        top.push(pkt)
+    sent = [decode(d) for d in cap.sent]
+    assert len(sent) == 12
+    ext = b"\x32\xab\xcd\xef"
+    n = stage.probe_send(3000, ext)
+    dups = [decode(d) for d in cap.sent[12:]]
+    assert n > 0 and dups
+    by_seq = {d["seq"]: d for d in sent}
+    for d in dups:
+        orig = by_seq[d["seq"]]
+        assert (d["ts"], d["pid"], d["payload"]) == (orig["ts"], orig["pid"], orig["payload"])
+        assert d["ext"][3] == b"\xab\xcd\xef"
+    assert stage.probe_packets == len(dups)
 
 
 def test_shaped_link_tests_say_why_they_skip_when_not_root(monkeypatch):
@@ -262,34 +262,28 @@ async def test_a_packet_asked_for_again_within_an_rtt_is_not_resent_twice():
         await room.close()
 
 
-async def test_receiver_report_rtt_samples_reach_the_estimator_as_queue_delay():
+async def test_receiver_report_rtt_samples_reach_the_estimator_as_queue_delay(staged):
     import time
 
     from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
 
-    room = Room(MediaConfig())
-    try:
-        chair_with_layers(room)
-        site = join(room, "c1")
-        room.set_stage("chair")
-        stage = site.slots["stage"]
-        site._slots_by_ssrc[stage.ssrc] = stage
+    _room, _chair, site = staged
+    stage = site.slots["stage"]
+    site._slots_by_ssrc[stage.ssrc] = stage
 
-        def report(rtt: float, lsr: int) -> None:
-            stage.sr_sent[lsr] = time.time() - rtt - 0.05  # our SR went out rtt + 50 ms ago ...
-            site._handle_sub_rtcp(RtcpRrPacket(ssrc=1, reports=[RtcpReceiverInfo(
-                ssrc=stage.ssrc, fraction_lost=0, packets_lost=0, highest_sequence=1, jitter=0,
-                lsr=lsr, dlsr=int(0.05 * 65536))]))  # ... and the receiver held it 50 ms
+    def report(rtt: float, lsr: int) -> None:
+        stage.sr_sent[lsr] = time.time() - rtt - 0.05  # our SR went out rtt + 50 ms ago ...
+        site._handle_sub_rtcp(RtcpRrPacket(ssrc=1, reports=[RtcpReceiverInfo(
+            ssrc=stage.ssrc, fraction_lost=0, packets_lost=0, highest_sequence=1, jitter=0,
+            lsr=lsr, dlsr=int(0.05 * 65536))]))  # ... and the receiver held it 50 ms
 
-        report(0.010, 1)
-        site._measure(1.0)
-        assert site.estimator.rtt_min == pytest.approx(0.010, abs=0.005)
-        assert site.estimator.unstable_at == float("-inf")
-        report(0.160, 2)  # 150 ms of queue on the path
-        site._measure(2.0)
-        assert site.estimator.queue_delay == pytest.approx(0.150, abs=0.01)
-        assert site.estimator.unstable_at == 2.0 and site.stats()["estimate"]["queue_delay_ms"] > 100
-        site._measure(3.0)  # no report since: no new sample
-        assert site.estimator.unstable_at == 2.0
-    finally:
-        await room.close()
+    report(0.010, 1)
+    site._measure(1.0)
+    assert site.estimator.rtt_min == pytest.approx(0.010, abs=0.005)
+    assert site.estimator.unstable_at == float("-inf")
+    report(0.160, 2)  # 150 ms of queue on the path
+    site._measure(2.0)
+    assert site.estimator.queue_delay == pytest.approx(0.150, abs=0.01)
+    assert site.estimator.unstable_at == 2.0 and site.stats()["estimate"]["queue_delay_ms"] > 100
+    site._measure(3.0)  # no report since: no new sample
+    assert site.estimator.unstable_at == 2.0

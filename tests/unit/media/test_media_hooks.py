@@ -76,9 +76,9 @@ def test_a_changed_libsrtp_protect_fails_loudly(monkeypatch):
 def test_a_larger_srtp_trailer_than_the_c_buffer_fails_loudly(monkeypatch):
     import pylibsrtp
 
-    if hooks._fanout is None:
+    if hooks.FANOUT is None:
         pytest.fail("the C fan-out is not built")
-    monkeypatch.setattr(pylibsrtp, "SRTP_MAX_TRAILER_LEN", hooks._fanout.TRAILER_ROOM + 1)
+    monkeypatch.setattr(pylibsrtp, "SRTP_MAX_TRAILER_LEN", hooks.FANOUT.TRAILER_ROOM + 1)
     assert any("trailer" in p for p in hooks.problems())
 
 
